@@ -1,0 +1,32 @@
+"""flowspec — a compiler for normalizing flows.
+
+``flowspec.check(spec)`` returns diagnostics; ``flowspec.compile(spec)`` returns a
+:class:`flowspec.Flow` (an ``nn.Module``).  Importing ``flowspec`` does not import
+torch: the runtime loads on first use of ``compile`` or ``Flow``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flowspec.api import check
+from flowspec.diagnostics import CODES, Diagnostic, SpecError
+
+__version__ = "0.1.0"
+__all__ = ["CODES", "Diagnostic", "Flow", "SpecError", "check", "compile"]
+
+if TYPE_CHECKING:
+    from flowspec.compiler import compile
+    from flowspec.flow import Flow
+
+
+def __getattr__(name: str) -> Any:
+    if name == "compile":
+        from flowspec.compiler import compile
+
+        return compile
+    if name == "Flow":
+        from flowspec.flow import Flow
+
+        return Flow
+    raise AttributeError(f"module 'flowspec' has no attribute {name!r}")

@@ -1,0 +1,322 @@
+"""Option types: what a block option, net option or enum word accepts.
+
+The registry declares each option with one of these types; the arguments pass
+validates the values lowering evaluated against them.  Everything here is plain
+Python (no torch), so ``flowspec check`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class OptionError(Exception):
+    """A value an option does not accept.  ``code`` is E200 (unknown word) or E201."""
+
+    def __init__(
+        self,
+        message: str,
+        code: str = "E201",
+        hint: str | None = None,
+        candidates: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.hint = hint
+        self.candidates = candidates
+
+
+@dataclass(frozen=True)
+class Word:
+    """A bare enum word as written (``relu``, ``checkerboard``), before resolution."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A resolved enum word with its own options: ``mlp(hidden=[64, 64], act=relu)``,
+    ``roulette(p=0.5)``, ``random(seed=0)``, or a bare word such as ``half``.
+
+    ``repr`` is valid Python given ``Choice`` in scope, so generated code can embed it.
+    """
+
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.options[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, repr(sorted(self.options.items()))))
+
+    def __repr__(self) -> str:
+        args = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"Choice({self.kind!r}{args})"
+
+    def __str__(self) -> str:
+        if not self.options:
+            return self.kind
+        args = ", ".join(f"{k}={_show(v)}" for k, v in self.options.items())
+        return f"{self.kind}({args})"
+
+
+@dataclass(frozen=True)
+class Raw:
+    """An unresolved ``kind(key=value, ...)`` value, as lowering evaluated it."""
+
+    kind: str
+    options: tuple[tuple[str, Any, Any], ...]  # (key, value, span)
+    span: Any = None
+
+
+@dataclass(frozen=True)
+class TensorName:
+    """A tensor passed to a tensor-typed option such as ``cond=``."""
+
+    name: str
+    id: str
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return "[" + ", ".join(_show(x) for x in v) + "]"
+    if isinstance(v, str):
+        return v
+    return str(v)
+
+
+def describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {_show(value)}"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value:g}"
+    if isinstance(value, str):
+        return f'the string "{value}"'
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Word):
+        return f"the word `{value.name}`"
+    if isinstance(value, Raw):
+        return f"`{value.kind}(...)`"
+    if isinstance(value, TensorName):
+        return f"the tensor `{value.name}`"
+    return repr(value)
+
+
+class OptionType:
+    """Base: ``resolve(value)`` returns the normalised value or raises OptionError."""
+
+    name = "value"
+
+    def resolve(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def wrong(self, value: Any) -> OptionError:
+        return OptionError(f"expected {self.name}, got {describe(value)}")
+
+
+@dataclass(frozen=True)
+class Int(OptionType):
+    min: int | None = None
+    max: int | None = None
+    name: str = "an integer"
+
+    def resolve(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise self.wrong(value)
+        if self.min is not None and value < self.min:
+            raise OptionError(f"must be at least {self.min}, got {value}")
+        if self.max is not None and value > self.max:
+            raise OptionError(f"must be at most {self.max}, got {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class Float(OptionType):
+    min: float | None = None
+    max: float | None = None
+    min_open: bool = False
+    max_open: bool = False
+    name: str = "a number"
+
+    def resolve(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.wrong(value)
+        value = float(value)
+        if not math.isfinite(value):
+            raise OptionError(f"must be finite, got {value}")
+        lo, hi = self.min, self.max
+        if lo is not None and (value < lo or (self.min_open and value == lo)):
+            raise OptionError(
+                f"must be {'>' if self.min_open else '>='} {lo:g}, got {value:g}",
+                hint=self.range_hint(),
+            )
+        if hi is not None and (value > hi or (self.max_open and value == hi)):
+            raise OptionError(
+                f"must be {'<' if self.max_open else '<='} {hi:g}, got {value:g}",
+                hint=self.range_hint(),
+            )
+        return value
+
+    def range_hint(self) -> str | None:
+        if self.min is None or self.max is None:
+            return None
+        left = "(" if self.min_open else "["
+        right = ")" if self.max_open else "]"
+        return f"use a value in {left}{self.min:g}, {self.max:g}{right}"
+
+
+@dataclass(frozen=True)
+class Bool(OptionType):
+    name: str = "`true` or `false`"
+
+    def resolve(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.wrong(value)
+        return value
+
+
+@dataclass(frozen=True)
+class Str(OptionType):
+    name: str = "a string"
+
+    def resolve(self, value: Any) -> str:
+        if isinstance(value, Word):
+            return value.name
+        if not isinstance(value, str):
+            raise self.wrong(value)
+        return value
+
+
+@dataclass(frozen=True)
+class IntList(OptionType):
+    min_len: int = 0
+    max_len: int | None = None
+    item_min: int | None = None
+    name: str = "a list of integers"
+
+    def resolve(self, value: Any) -> list[int]:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]  # `hidden=64` means one hidden layer of 64
+        if not isinstance(value, list):
+            raise self.wrong(value)
+        item = Int(min=self.item_min)
+        out = []
+        for v in value:
+            try:
+                out.append(item.resolve(v))
+            except OptionError as e:
+                raise OptionError(f"list item: {e.message}") from None
+        if len(out) < self.min_len:
+            raise OptionError(f"needs at least {self.min_len} item(s), got {len(out)}")
+        if self.max_len is not None and len(out) > self.max_len:
+            raise OptionError(f"takes at most {self.max_len} item(s), got {len(out)}")
+        return out
+
+
+@dataclass(frozen=True)
+class Tensor(OptionType):
+    """A tensor read (not consumed) by the block: ``cond=``."""
+
+    name: str = "a tensor"
+
+    def resolve(self, value: Any) -> TensorName:
+        if not isinstance(value, TensorName):
+            raise self.wrong(value)
+        return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """A block option, net option or enum-word option."""
+
+    name: str
+    type: OptionType
+    default: Any = None
+    required: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Enum(OptionType):
+    """A choice among words, each with options of its own (nets, estimators, orders)."""
+
+    words: Mapping[str, tuple[Option, ...]]
+    what: str = "value"  # "activation", "net", "mask", ...
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"one of {', '.join(f'`{w}`' for w in self.words)}"
+
+    def resolve(self, value: Any) -> Choice:
+        if isinstance(value, Choice):
+            return value
+        if isinstance(value, Word):
+            kind, given = value.name, ()
+        elif isinstance(value, Raw):
+            kind, given = value.kind, value.options
+        elif isinstance(value, str) and value in self.words:
+            kind, given = value, ()
+        else:
+            raise self.wrong(value)
+        if kind not in self.words:
+            raise OptionError(
+                f"unknown {self.what} `{kind}`", code="E200", candidates=tuple(self.words)
+            )
+        opts = resolve_options(self.words[kind], given, f"`{kind}`")
+        return Choice(kind, opts)
+
+
+def resolve_options(
+    table: tuple[Option, ...], given: tuple[tuple[str, Any, Any], ...], owner: str
+) -> dict[str, Any]:
+    """Resolve ``(key, value, span)`` triples against an option table, filling defaults.
+
+    Raises :class:`OptionError` for the first problem, with ``.span`` set when known.
+    """
+    by_name = {o.name: o for o in table}
+    out: dict[str, Any] = {}
+    for key, value, span in given:
+        if key not in by_name:
+            err = OptionError(
+                f"{owner} has no option `{key}`", code="E200", candidates=tuple(by_name)
+            )
+            err.span = span  # type: ignore[attr-defined]
+            err.key_only = True  # type: ignore[attr-defined]
+            raise err
+        if key in out:
+            err = OptionError(f"option `{key}` given twice")
+            err.span = span  # type: ignore[attr-defined]
+            raise err
+        try:
+            out[key] = by_name[key].type.resolve(value)
+        except OptionError as e:
+            if not e.message.startswith(f"`{key}`"):
+                e.message = f"`{key}` {e.message}" if e.code == "E201" else e.message
+            if getattr(e, "span", None) is None:
+                e.span = span  # type: ignore[attr-defined]
+            raise
+    for opt in table:
+        if opt.name not in out:
+            if opt.required:
+                raise OptionError(f"{owner} needs the option `{opt.name}`")
+            default = opt.default
+            if isinstance(opt.type, Enum) and default is not None:
+                default = opt.type.resolve(Word(default) if isinstance(default, str) else default)
+            out[opt.name] = default
+    return out

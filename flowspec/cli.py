@@ -1,0 +1,192 @@
+"""The ``flowspec`` command.
+
+    flowspec check FILE... [--strict] [--format text|concise|json]
+    flowspec compile SPEC -o model.py [--flow NAME]
+    flowspec summary SPEC [--flow NAME]
+    flowspec graph SPEC -o FILE.dot|.svg|.png [--flow NAME]
+
+Exit codes: 0 clean (or warnings only), 1 errors (or warnings with ``--strict``),
+2 usage errors and internal crashes.  ``main`` is the one exit point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from flowspec.diagnostics import (
+    has_errors,
+    render_concise,
+    render_json,
+    render_text,
+    to_dict,
+)
+from flowspec.driver import Compilation, FlowNotFound
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A mistake in the command line (a missing file, a bad flag)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits 2 itself; keep one exit point
+        raise UsageError(message)
+
+
+def _read(path: str) -> Compilation:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"no such file: {path}")
+    try:
+        return Compilation.of(p)
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not a UTF-8 text file") from None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    all_diags, sources = [], {}
+    for path in args.files:
+        comp = _read(path)
+        all_diags.extend(comp.diagnostics)
+        sources.update(comp.sources)
+    if args.format == "json":
+        print(render_json(all_diags))
+    elif args.format == "concise":
+        sys.stdout.write(render_concise(all_diags))
+    else:
+        if all_diags:
+            sys.stdout.write(render_text(all_diags, sources))
+        n_err = sum(d.is_error for d in all_diags)
+        n_warn = len(all_diags) - n_err
+        files = f"{len(args.files)} file{'s' if len(args.files) != 1 else ''}"
+        if not all_diags:
+            print(f"ok: {files} checked, no problems")
+        else:
+            print(f"{n_err} error(s), {n_warn} warning(s) in {files}")
+    if has_errors(all_diags) or (args.strict and all_diags):
+        return EXIT_ERRORS
+    return EXIT_OK
+
+
+def _checked(args: argparse.Namespace) -> tuple[Compilation, int]:
+    comp = _read(args.spec)
+    if comp.diagnostics:
+        sys.stderr.write(render_text(comp.diagnostics, comp.sources))
+    if comp.errors:
+        return comp, EXIT_ERRORS
+    return comp, EXIT_OK
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    comp, status = _checked(args)
+    if status:
+        return status
+    source = comp.generate(args.flow)
+    if args.output in (None, "-"):
+        sys.stdout.write(source)
+    else:
+        Path(args.output).write_text(source, encoding="utf-8")
+        print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    comp, status = _checked(args)
+    if status:
+        return status
+    from flowspec.summary import summary_table
+
+    print(summary_table(comp.flow_graph(args.flow), comp.source))
+    return EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    comp, status = _checked(args)
+    if status:
+        return status
+    from flowspec.summary import GraphvizMissing, write_graph
+
+    try:
+        write_graph(comp.flow_graph(args.flow), args.output)
+    except GraphvizMissing as e:
+        sys.stderr.write(f"flowspec: {e}\n")
+        return EXIT_USAGE
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="flowspec", description="A compiler for normalizing flows.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    p = sub.add_parser("check", help="check specs and report diagnostics")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--strict", action="store_true", help="warnings fail too")
+    p.add_argument("--format", choices=("text", "concise", "json"), default="text")
+    p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser("compile", help="write the generated PyTorch module")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--output", help="output file (default: standard output)")
+    p.add_argument("--flow", help="the flow to compile, when the spec has several")
+    p.set_defaults(run=cmd_compile)
+
+    p = sub.add_parser("summary", help="a table of the flow's blocks")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--flow")
+    p.set_defaults(run=cmd_summary)
+
+    p = sub.add_parser("graph", help="draw the flow (.dot, or .svg/.png through graphviz)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--flow")
+    p.set_defaults(run=cmd_graph)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.version:
+            from flowspec import __version__
+
+            print(f"flowspec {__version__}")
+            return EXIT_OK
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return EXIT_USAGE
+        return args.run(args)
+    except UsageError as e:
+        sys.stderr.write(f"flowspec: error: {e}\n")
+        return EXIT_USAGE
+    except FlowNotFound as e:
+        sys.stderr.write(f"flowspec: error: {e}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # an internal bug: a short banner, never a user-facing traceback
+        spec = next((a for a in argv if not a.startswith("-") and Path(a).is_file()), "?")
+        sys.stderr.write(
+            "flowspec crashed — please report this at the project's issue tracker, with the "
+            f"spec that caused it ({spec}).\n"
+        )
+        if __import__("os").environ.get("FLOWSPEC_DEBUG"):
+            traceback.print_exc()
+        else:
+            last = traceback.format_exc().strip().splitlines()[-1]
+            sys.stderr.write(f"  {last}\n  (set FLOWSPEC_DEBUG=1 for the full traceback)\n")
+        return EXIT_USAGE
+
+
+__all__ = ["main", "to_dict"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,241 @@
+"""Diagnostics as data, the code registry, and the renderers.
+
+A :class:`Diagnostic` is a code, a severity, a message, a primary span, secondary
+labels and a hint.  ``CODES`` is the one registry of codes: the README table, the JSON
+output and the tests all read it.  Renderers (``text``, ``concise``, ``json``) read the
+same list of diagnostics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from flowspec.syntax.spans import Source, Span
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    slug: str
+    description: str
+
+    @property
+    def severity(self) -> Severity:
+        return Severity.WARNING if self.code.startswith("W") else Severity.ERROR
+
+
+CODES: dict[str, Code] = {
+    c.code: c
+    for c in (
+        Code("E100", "syntax", "syntax error: what was expected, and a near keyword"),
+        Code(
+            "E200",
+            "unknown-name",
+            "unknown name: tensor, constant, block kind, net, option or enum word",
+        ),
+        Code(
+            "E201", "bad-argument", "bad argument: missing, duplicate, wrong type or out of range"
+        ),
+        Code(
+            "E202",
+            "shape-mismatch",
+            "shape mismatch (split sizes, concat, squeeze of odd sizes, mask on too few features)",
+        ),
+        Code(
+            "E203",
+            "unbounded-expansion",
+            "unbounded expansion: a recursive block, or an unroll over the node limit",
+        ),
+        Code(
+            "E204",
+            "bad-flow-structure",
+            "a flow without exactly one input first and one output last, or an unknown flow name",
+        ),
+        Code("E300", "unconsumed", "tensor bound but never consumed (information dropped)"),
+        Code("E301", "consumed-twice", "tensor consumed twice"),
+        Code("E302", "not-invertible", "block not invertible as configured"),
+        Code("E303", "not-contractive", "residual block not provably contractive"),
+        Code("E400", "lipschitz-unproven", "`require lipschitz` / `inverse_lipschitz` not proven"),
+        Code(
+            "E401", "requirement-violated", "`require exact_logdet` / `analytic_inverse` violated"
+        ),
+        Code("E500", "bad-device", "bad device placement"),
+        Code(
+            "W100",
+            "untransformed-features",
+            "some features are never transformed by any non-volume-preserving or coupling block",
+        ),
+        Code(
+            "W101",
+            "repeated-coupling",
+            "consecutive couplings update the same features with no permutation between",
+        ),
+        Code("W102", "non-smooth-ode", "non-smooth activation inside an `ode` net"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Label:
+    """A secondary location, such as the first use of a tensor consumed twice."""
+
+    span: Span
+    message: str
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    message: str
+    span: Span
+    hint: str | None = None
+    labels: tuple[Label, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"unregistered diagnostic code {self.code}")
+
+    @property
+    def severity(self) -> Severity:
+        return CODES[self.code].severity
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    # convenient accessors used by tests and renderers
+    @property
+    def line(self) -> int:
+        return self.span.line
+
+    @property
+    def column(self) -> int:
+        return self.span.column
+
+
+def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    return any(d.is_error for d in diagnostics)
+
+
+def sort_key(d: Diagnostic) -> tuple:
+    return (d.span.file, d.span.start, d.span.end, d.code)
+
+
+# ---------------------------------------------------------------- rendering helpers
+
+
+def display_column(line_text: str, column: int, tabsize: int = 4) -> int:
+    """1-based display column of the 1-based character ``column`` after tab expansion."""
+    return len(line_text[: max(column - 1, 0)].expandtabs(tabsize)) + 1
+
+
+def _caret_block(
+    source: Source | None, span: Span, gutter: int, marker: str, message: str = ""
+) -> list[str]:
+    pad = " " * gutter
+    if source is None or span.line < 1:
+        return []
+    text = source.line_text(span.line)
+    shown = text.expandtabs(4)
+    start = display_column(text, span.column)
+    if span.end_line == span.line:
+        end = display_column(text, span.end_column)
+    else:  # a multi-line span: underline to the end of its first line
+        end = len(shown) + 1
+    width = max(end - start, 1)
+    underline = " " * (start - 1) + marker * width
+    if message:
+        underline += " " + message
+    return [f"{str(span.line).rjust(gutter)} | {shown}", f"{pad} | {underline}"]
+
+
+def render_text(
+    diagnostics: Iterable[Diagnostic], sources: Mapping[str, Source] | None = None
+) -> str:
+    """Render diagnostics in the layout of LANGUAGE.md §6."""
+    sources = sources or {}
+    out: list[str] = []
+    for d in diagnostics:
+        spans = [d.span, *(label.span for label in d.labels)]
+        gutter = max(len(str(s.line)) for s in spans)
+        pad = " " * gutter
+        out.append(f"{d.severity.value}[{d.code}]: {d.message}")
+        out.append(f"{pad}--> {d.span.file}:{d.span.line}:{d.span.column}")
+        src = sources.get(d.span.file)
+        if src is not None and d.span.line >= 1:
+            out.append(f"{pad} |")
+            out.extend(_caret_block(src, d.span, gutter, "^"))
+            for label in d.labels:
+                lsrc = sources.get(label.span.file)
+                out.extend(_caret_block(lsrc, label.span, gutter, "-", label.message))
+        for note in d.notes:
+            out.append(f"{pad} = note: {note}")
+        if d.hint:
+            out.append(f"{pad} = help: {d.hint}")
+        out.append("")
+    return "\n".join(out)
+
+
+def render_concise(diagnostics: Iterable[Diagnostic]) -> str:
+    """One line per diagnostic: ``path:line:col: severity[code]: message``."""
+    return "".join(
+        f"{d.span.file}:{d.span.line}:{d.span.column}: {d.severity.value}[{d.code}]: {d.message}\n"
+        for d in diagnostics
+    )
+
+
+def to_dict(d: Diagnostic) -> dict:
+    return {
+        "path": d.span.file,
+        "code": d.code,
+        "slug": CODES[d.code].slug,
+        "severity": d.severity.value,
+        "message": d.message,
+        "line": d.span.line,
+        "column": d.span.column,
+        "end_line": d.span.end_line,
+        "end_column": d.span.end_column,
+        "hint": d.hint,
+        "labels": [
+            {
+                "message": label.message,
+                "path": label.span.file,
+                "line": label.span.line,
+                "column": label.span.column,
+                "end_line": label.span.end_line,
+                "end_column": label.span.end_column,
+            }
+            for label in d.labels
+        ],
+        "notes": list(d.notes),
+    }
+
+
+def render_json(diagnostics: Iterable[Diagnostic]) -> str:
+    return json.dumps([to_dict(d) for d in diagnostics], indent=2)
+
+
+class SpecError(Exception):
+    """A spec with errors: carries the diagnostics and renders them as ``check`` does."""
+
+    def __init__(
+        self, diagnostics: list[Diagnostic], sources: Mapping[str, Source] | None = None
+    ) -> None:
+        self.diagnostics = list(diagnostics)
+        self.sources = dict(sources or {})
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return render_text(self.diagnostics, self.sources).rstrip()
+
+    def __str__(self) -> str:
+        return "\n" + self.render()

@@ -1,0 +1,161 @@
+"""The driver: one object owning the stages, one cached step per stage.
+
+    parse → lower → check → generate
+
+The API (``flowspec.check``, ``flowspec.compile``), the CLI and the pytest plugin all
+go through :class:`Compilation`, so no path re-implements a stage.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from flowspec.diagnostics import Diagnostic, SpecError, has_errors, sort_key
+from flowspec.ir.graph import FlowGraph
+from flowspec.syntax import ast
+from flowspec.syntax.spans import Source
+
+SPEC_SUFFIXES = (".flow", ".yaml", ".yml")
+
+
+class FlowNotFound(Exception):
+    """``flow=`` names no flow of the spec, or the choice is ambiguous."""
+
+
+def load_source(spec: str | Path) -> Source:
+    """A path to a spec file, or the spec's text itself."""
+    if isinstance(spec, Path):
+        return Source(str(spec), spec.read_text(encoding="utf-8"))
+    if (
+        "\n" not in spec
+        and "{" not in spec
+        and (spec.endswith(SPEC_SUFFIXES) or Path(spec).is_file())
+    ):
+        return Source(spec, Path(spec).read_text(encoding="utf-8"))
+    return Source("<string>", spec)
+
+
+def is_yaml(source: Source) -> bool:
+    if source.path.endswith((".yaml", ".yml")):
+        return True
+    if source.path.endswith(".flow"):
+        return False
+    return source.text.lstrip().startswith("flowspec:")
+
+
+class Compilation:
+    """One spec through the stages; each stage runs once, on first use."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    @classmethod
+    def of(cls, spec: str | Path) -> Compilation:
+        return cls(load_source(spec))
+
+    @property
+    def sources(self) -> dict[str, Source]:
+        return {self.source.path: self.source}
+
+    # -------------------------------------------------------------- stages
+
+    @cached_property
+    def parsed(self) -> tuple[ast.Program | None, list[Diagnostic]]:
+        if is_yaml(self.source):
+            from flowspec.syntax import yaml as yaml_front
+
+            return yaml_front.parse(self.source)
+        from flowspec.syntax import dsl
+
+        return dsl.parse(self.source)
+
+    @property
+    def program(self) -> ast.Program | None:
+        return self.parsed[0]
+
+    @cached_property
+    def lowered(self) -> tuple[list[FlowGraph], list[Diagnostic]]:
+        from flowspec.ir.lower import lower
+
+        program = self.program
+        if program is None:
+            return [], []
+        return lower(program)
+
+    @cached_property
+    def diagnostics(self) -> list[Diagnostic]:
+        """Every diagnostic of every stage, sorted by position."""
+        from flowspec.passes import PASSES
+
+        diags = list(self.parsed[1])
+        if self.program is None:
+            return diags
+        graphs, lowering = self.lowered
+        diags.extend(lowering)
+        for fg in graphs:
+            for check in PASSES:
+                diags.extend(check(fg))
+        if not graphs and not has_errors(diags) and self.program is not None:
+            from flowspec.syntax.spans import Span
+
+            diags.append(
+                Diagnostic(
+                    "E204",
+                    "the spec defines no flow",
+                    Span(self.source.path, 0, 0, 1, 1, 1, 1),
+                    hint="add `flow NAME { input x: [d] ... output x }`",
+                )
+            )
+        return sorted(_dedupe(diags), key=sort_key)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    def raise_for_errors(self) -> None:
+        if self.errors:
+            raise SpecError(self.diagnostics, self.sources)
+
+    def flow_names(self) -> list[str]:
+        return [fg.name for fg in self.lowered[0]]
+
+    def flow_graph(self, flow: str | None = None) -> FlowGraph:
+        """The checked graph of one flow; raises SpecError if the spec has errors."""
+        self.raise_for_errors()
+        graphs = self.lowered[0]
+        if flow is None:
+            if len(graphs) != 1:
+                raise FlowNotFound(
+                    f"the spec defines {len(graphs)} flows ({', '.join(self.flow_names())}); "
+                    "choose one with flow="
+                )
+            return graphs[0]
+        for fg in graphs:
+            if fg.name == flow:
+                return fg
+        raise FlowNotFound(
+            f"no flow named {flow!r}; the spec defines: {', '.join(self.flow_names())}"
+        )
+
+    def generate(self, flow: str | None = None) -> str:
+        """Python source of the flow's module (the ``generate`` stage)."""
+        return self._generated(self.flow_graph(flow).name)
+
+    def _generated(self, name: str) -> str:
+        cache = self.__dict__.setdefault("_generated_cache", {})
+        if name not in cache:
+            from flowspec.codegen import generate
+
+            cache[name] = generate(self.flow_graph(name), self.source)
+        return cache[name]
+
+
+def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
+    seen, out = set(), []
+    for d in diags:
+        key = (d.code, d.span.file, d.span.start, d.span.end, d.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out

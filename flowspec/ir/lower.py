@@ -1,0 +1,500 @@
+"""Lowering: AST → IR graph.
+
+Expands ``let`` constants, ``repeat`` (with its index usable in expressions) and
+``block`` calls (with defaults and a scope of their own), SSA-renames tensors, and
+records every use of every tensor.  Problems found on the way (an unknown tensor or
+constant, a bad repeat count, a recursive block, an unroll over :data:`MAX_NODES`)
+are diagnostics; lowering never raises for a user's mistake.
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from dataclasses import dataclass
+
+from flowspec.blocks.registry import REGISTRY
+from flowspec.blocks.types import Raw, TensorName, Word
+from flowspec.diagnostics import Diagnostic, Label
+from flowspec.ir.graph import INPUT, OUTPUT, FlowGraph, Node, RawArg, Requirement, Tensor, Use
+from flowspec.syntax import ast
+from flowspec.syntax.names import did_you_mean
+from flowspec.syntax.spans import Span
+
+#: the most block instances one flow may unroll to
+MAX_NODES = 10_000
+
+
+class _Abort(Exception):
+    """Stop lowering this flow (the diagnostic is already recorded)."""
+
+
+class _EvalError(Exception):
+    def __init__(self, code: str, message: str, span: Span, hint: str | None = None):
+        super().__init__(message)
+        self.diagnostic = Diagnostic(code, message, span, hint=hint)
+
+
+@dataclass
+class _Scope:
+    tensors: dict[str, str]  # name → current tensor id
+    consts: ChainMap  # name → value
+    device: tuple[str, Span] | None
+    stack: tuple[tuple[str, Span], ...]  # block calls being expanded
+
+
+class _Lowerer:
+    def __init__(self, program: ast.Program) -> None:
+        self.blocks = {b.name.id: b for b in program.blocks}
+        self.diagnostics: list[Diagnostic] = []
+        self._counter = 0
+
+    # ---------------------------------------------------------------- helpers
+
+    def error(
+        self,
+        code: str,
+        message: str,
+        span: Span,
+        hint: str | None = None,
+        labels: tuple[Label, ...] = (),
+    ) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, hint=hint, labels=labels))
+
+    def new_node(self, fg: FlowGraph, node: Node) -> Node:
+        if len(fg.node_table) >= MAX_NODES + 2:
+            self.error(
+                "E203",
+                f"flow `{fg.name}` unrolls to more than {MAX_NODES} blocks",
+                node.span,
+                hint="lower a `repeat` count",
+            )
+            raise _Abort
+        return fg.add_node(node)
+
+    def fresh(self, prefix: str) -> str:
+        self._counter += 1
+        return f"{prefix}{self._counter}"
+
+    def bind(self, fg: FlowGraph, scope: _Scope, name: ast.Name, producer: str) -> str:
+        tid = f"{name.id}#{len(fg.tensors)}"
+        fg.tensors[tid] = Tensor(tid, name.id, name.span, producer)
+        fg.uses[tid] = []
+        scope.tensors[name.id] = tid
+        return tid
+
+    def consume(
+        self, fg: FlowGraph, scope: _Scope, ref: ast.Value, node_id: str, read_only: bool = False
+    ) -> str | None:
+        """Resolve a tensor reference and record its use by ``node_id``."""
+        if not isinstance(ref, ast.Ref):
+            self.error(
+                "E201",
+                "expected a tensor name here",
+                ref.span,
+                hint="tensors are passed first, by name; options as key=value",
+            )
+            return None
+        tid = scope.tensors.get(ref.name)
+        if tid is None:
+            hint = did_you_mean(ref.name, scope.tensors)
+            what = "constant" if ref.name in scope.consts else "tensor"
+            msg = (
+                f"`{ref.name}` is a {what}, not a tensor"
+                if what == "constant"
+                else f"unknown tensor `{ref.name}`"
+            )
+            self.error("E201" if what == "constant" else "E200", msg, ref.span, hint=hint)
+            return None
+        fg.uses[tid].append(Use(node_id, ref.span, read_only))
+        producer = fg.tensors[tid].producer
+        fg.add_edge(producer, node_id, tid, read_only)
+        return tid
+
+    # ------------------------------------------------------------- evaluation
+
+    def evaluate(self, value: ast.Value, scope: _Scope, numeric: bool = False):
+        """Evaluate a value: numbers, lists, constants; bare words become ``Word``."""
+        if isinstance(value, (ast.Int, ast.Float, ast.Bool, ast.String)):
+            return value.value
+        if isinstance(value, ast.Ref):
+            if value.name in scope.consts:
+                return scope.consts[value.name]
+            if numeric:
+                hint = did_you_mean(value.name, scope.consts)
+                raise _EvalError("E200", f"unknown constant `{value.name}`", value.span, hint)
+            return Word(value.name)
+        if isinstance(value, ast.Neg):
+            v = self.evaluate(value.operand, scope, numeric=True)
+            self._number(v, value.operand.span)
+            return -v
+        if isinstance(value, ast.BinOp):
+            left = self.evaluate(value.left, scope, numeric=True)
+            right = self.evaluate(value.right, scope, numeric=True)
+            self._number(left, value.left.span)
+            self._number(right, value.right.span)
+            if value.op in "/%" and right == 0:
+                raise _EvalError("E201", "division by zero", value.span)
+            if value.op == "+":
+                return left + right
+            if value.op == "-":
+                return left - right
+            if value.op == "*":
+                return left * right
+            if value.op == "%":
+                return left % right
+            both_int = isinstance(left, int) and isinstance(right, int)
+            if both_int and left % right:
+                raise _EvalError(
+                    "E201",
+                    f"{left} / {right} is not a whole number",
+                    value.span,
+                    hint="integer expressions divide exactly; use % for the remainder",
+                )
+            return left // right if both_int else left / right
+        if isinstance(value, ast.ListValue):
+            return [self.evaluate(v, scope) for v in value.items]
+        if isinstance(value, ast.Call):
+            options = []
+            for arg in value.args:
+                if arg.key is None:
+                    raise _EvalError(
+                        "E201", f"`{value.kind.id}(...)` takes options as key=value", arg.span
+                    )
+                options.append((arg.key.id, self.evaluate(arg.value, scope), arg.span))
+            return Raw(value.kind.id, tuple(options), value.span)
+        raise _EvalError("E201", "unsupported value", value.span)
+
+    @staticmethod
+    def _number(v, span: Span) -> None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise _EvalError("E201", "expected a number in this expression", span)
+
+    def try_evaluate(self, value: ast.Value, scope: _Scope, numeric: bool = False):
+        try:
+            return True, self.evaluate(value, scope, numeric)
+        except _EvalError as e:
+            self.diagnostics.append(e.diagnostic)
+            return False, None
+
+    # ---------------------------------------------------------------- flows
+
+    def lower_flow(self, flow: ast.Flow) -> FlowGraph:
+        fg = FlowGraph(flow.name.id, flow.span)
+        scope = _Scope({}, ChainMap({}), None, ())
+        body = flow.body
+        if not body or not isinstance(body[0], ast.InputStmt):
+            where = body[0].span if body else flow.name.span
+            self.error(
+                "E204",
+                f"flow `{flow.name.id}` must start with an `input` statement",
+                where,
+                hint="add `input x: [d]` as the first statement",
+            )
+        if not body or not isinstance(body[-1], ast.OutputStmt):
+            where = body[-1].span if body else flow.name.span
+            self.error(
+                "E204",
+                f"flow `{flow.name.id}` must end with an `output` statement",
+                where,
+                hint="add `output x` as the last statement",
+            )
+        try:
+            self.lower_body(fg, body, scope, in_block=False)
+        except _Abort:
+            pass
+        return fg
+
+    def lower_body(self, fg: FlowGraph, body: tuple, scope: _Scope, in_block: bool):
+        returned = None
+        for stmt in body:
+            if returned is not None:
+                self.error("E204", "statements after `return` are never run", stmt.span)
+                break
+            r = self.lower_stmt(fg, stmt, scope, in_block)
+            if r is not None:
+                returned = r
+        return returned
+
+    def lower_stmt(self, fg: FlowGraph, stmt, scope: _Scope, in_block: bool):
+        if isinstance(stmt, ast.InputStmt):
+            self.lower_input(fg, stmt, scope, in_block)
+        elif isinstance(stmt, ast.LatentStmt):
+            self.flow_level(fg, stmt, in_block, "latent")
+            if not in_block:
+                ok, v = self.try_evaluate(stmt.kind, scope)
+                if ok:
+                    fg.latent, fg.latent_span = v, stmt.kind.span
+        elif isinstance(stmt, ast.DequantizeStmt):
+            self.flow_level(fg, stmt, in_block, "dequantize")
+            if not in_block:
+                ok, v = self.try_evaluate(stmt.kind, scope)
+                if ok:
+                    fg.dequantize, fg.dequantize_span = v, stmt.kind.span
+        elif isinstance(stmt, ast.LetStmt):
+            ok, v = self.try_evaluate(stmt.value, scope)
+            if ok:
+                scope.consts[stmt.name.id] = v
+        elif isinstance(stmt, ast.Assign):
+            self.lower_assign(fg, stmt, scope)
+        elif isinstance(stmt, ast.RepeatStmt):
+            self.lower_repeat(fg, stmt, scope, in_block)
+        elif isinstance(stmt, ast.OnStmt):
+            inner = _Scope(
+                scope.tensors,
+                scope.consts.new_child(),
+                (stmt.device.value, stmt.device.span),
+                scope.stack,
+            )
+            return self.lower_body(fg, stmt.body, inner, in_block)
+        elif isinstance(stmt, ast.RequireStmt):
+            self.flow_level(fg, stmt, in_block, "require")
+            bound = None
+            if stmt.bound is not None:
+                ok, bound = self.try_evaluate(stmt.bound, scope, numeric=True)
+                if not ok:
+                    return None
+            fg.requirements.append(
+                Requirement(stmt.property.id, bound, stmt.span, stmt.property.span)
+            )
+        elif isinstance(stmt, ast.OutputStmt):
+            if in_block:
+                self.error(
+                    "E204", "`output` belongs in a flow; a block ends with `return`", stmt.span
+                )
+                return None
+            node = self.new_node(fg, Node(self.fresh("out"), OUTPUT, stmt.span, stmt.span))
+            ids = []
+            for name in stmt.names:
+                tid = self.consume(fg, scope, ast.Ref(name.id, name.span), node.id)
+                if tid is not None:
+                    ids.append(tid)
+            node.inputs = tuple(ids)
+            node.input_spans = tuple(n.span for n in stmt.names)
+            fg.outputs = fg.outputs + tuple(ids)
+        elif isinstance(stmt, ast.ReturnStmt):
+            if not in_block:
+                self.error(
+                    "E204", "`return` belongs in a block; a flow ends with `output`", stmt.span
+                )
+                return None
+            return stmt
+        return None
+
+    def flow_level(self, fg: FlowGraph, stmt, in_block: bool, what: str) -> None:
+        if in_block:
+            self.error("E204", f"`{what}` belongs in a flow, not in a block", stmt.span)
+
+    def lower_input(
+        self, fg: FlowGraph, stmt: ast.InputStmt, scope: _Scope, in_block: bool
+    ) -> None:
+        if in_block or fg.input is not None:
+            self.error("E204", "a flow has exactly one `input`, as its first statement", stmt.span)
+            return
+        dims = []
+        for d in stmt.shape:
+            ok, v = self.try_evaluate(d, scope, numeric=True)
+            if not ok:
+                return
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                self.error("E201", f"a shape entry must be a positive integer, got {v}", d.span)
+                return
+            dims.append(v)
+        if not dims:
+            self.error(
+                "E201",
+                "the input shape needs at least one axis",
+                stmt.span,
+                hint="write the shape without the batch axis, such as [2]",
+            )
+            return
+        node = self.new_node(fg, Node(self.fresh("in"), INPUT, stmt.span, stmt.span))
+        tid = self.bind(fg, scope, stmt.name, node.id)
+        node.outputs = (tid,)
+        node.out_shapes = [tuple(dims)]
+        fg.input, fg.input_shape = tid, tuple(dims)
+        fg.tensors[tid].shape = tuple(dims)
+
+    def lower_repeat(
+        self, fg: FlowGraph, stmt: ast.RepeatStmt, scope: _Scope, in_block: bool
+    ) -> None:
+        ok, count = self.try_evaluate(stmt.count, scope, numeric=True)
+        if not ok:
+            return
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            self.error(
+                "E201", f"repeat needs a non-negative integer count, got {count}", stmt.count.span
+            )
+            return
+        if count > MAX_NODES:
+            self.error(
+                "E203",
+                f"repeat {count} unrolls past the limit of {MAX_NODES} blocks",
+                stmt.count.span,
+                hint="lower the count",
+            )
+            raise _Abort
+        for i in range(count):
+            consts = scope.consts.new_child()
+            if stmt.index is not None:
+                consts[stmt.index.id] = i
+            inner = _Scope(scope.tensors, consts, scope.device, scope.stack)
+            self.lower_body(fg, stmt.body, inner, in_block)
+
+    # -------------------------------------------------------------- assignments
+
+    def lower_assign(self, fg: FlowGraph, stmt: ast.Assign, scope: _Scope) -> None:
+        call = stmt.call
+        kind = call.kind.id
+        if kind in self.blocks:
+            self.expand_block(fg, stmt, scope)
+            return
+        node = Node(
+            self.fresh("n"),
+            kind,
+            call.span,
+            call.kind.span,
+            expanded_from=tuple(s for _, s in scope.stack),
+        )
+        if scope.device is not None:
+            node.device, node.device_span = scope.device
+        self.new_node(fg, node)
+        spec = REGISTRY.get(kind)
+        tensor_opts = spec.tensor_options if spec else frozenset()
+        inputs, input_spans, args = [], [], []
+        seen_keyword = False
+        for arg in call.args:
+            if arg.key is None:
+                if seen_keyword:
+                    self.error(
+                        "E201",
+                        "a tensor argument after an option",
+                        arg.span,
+                        hint="pass tensors first, then key=value options",
+                    )
+                    continue
+                tid = self.consume(fg, scope, arg.value, node.id)
+                if tid is not None:
+                    inputs.append(tid)
+                    input_spans.append(arg.value.span)
+                continue
+            seen_keyword = True
+            key = arg.key.id
+            if key in tensor_opts:
+                tid = self.consume(fg, scope, arg.value, node.id, read_only=True)
+                if tid is not None:
+                    node.reads[key] = tid
+                    value = TensorName(fg.tensors[tid].name, tid)
+                    args.append(RawArg(key, value, arg.span, arg.key.span, arg.value.span))
+                continue
+            ok, value = self.try_evaluate(arg.value, scope)
+            if ok:
+                args.append(RawArg(key, value, arg.span, arg.key.span, arg.value.span))
+        node.inputs, node.input_spans, node.args = tuple(inputs), tuple(input_spans), tuple(args)
+        node.n_positional = sum(1 for a in call.args if a.key is None)
+        node.outputs = tuple(self.bind(fg, scope, t, node.id) for t in stmt.targets)
+
+    def expand_block(self, fg: FlowGraph, stmt: ast.Assign, scope: _Scope) -> None:
+        call = stmt.call
+        block = self.blocks[call.kind.id]
+        if any(name == block.name.id for name, _ in scope.stack):
+            self.error(
+                "E203",
+                f"block `{block.name.id}` calls itself; recursion would unroll without end",
+                call.kind.span,
+                labels=(Label(block.name.span, "defined here"),),
+            )
+            return
+        tensor_params = [p for p in block.params if p.default is None]
+        option_params = {p.name.id: p for p in block.params if p.default is not None}
+        positional = [a for a in call.args if a.key is None]
+        keywords = [a for a in call.args if a.key is not None]
+        if len(positional) != len(tensor_params):
+            self.error(
+                "E201",
+                f"block `{block.name.id}` takes {len(tensor_params)} tensor(s), "
+                f"got {len(positional)}",
+                call.span,
+                labels=(Label(block.name.span, "defined here"),),
+            )
+            return
+        consts: dict = {}
+        for p in option_params.values():
+            ok, v = self.try_evaluate(p.default, _Scope({}, ChainMap({}), None, ()))
+            if ok:
+                consts[p.name.id] = v
+        for a in keywords:
+            if a.key.id not in option_params:
+                self.error(
+                    "E200",
+                    f"block `{block.name.id}` has no option `{a.key.id}`",
+                    a.key.span,
+                    hint=did_you_mean(a.key.id, option_params),
+                )
+                continue
+            ok, v = self.try_evaluate(a.value, scope)
+            if ok:
+                consts[a.key.id] = v
+        # the block's own scope: its tensor parameters bound to the caller's tensors
+        inner = _Scope(
+            {}, ChainMap(consts), scope.device, (*scope.stack, (block.name.id, call.span))
+        )
+        for param, arg in zip(tensor_params, positional):
+            if not isinstance(arg.value, ast.Ref) or arg.value.name not in scope.tensors:
+                self.consume(fg, scope, arg.value, "<unused>")  # reports the error
+                return
+            inner.tensors[param.name.id] = scope.tensors[arg.value.name]
+        returned = self.lower_body(fg, block.body, inner, in_block=True)
+        if returned is None:
+            self.error("E204", f"block `{block.name.id}` has no `return`", block.name.span)
+            return
+        if len(returned.names) != len(stmt.targets):
+            self.error(
+                "E201",
+                f"block `{block.name.id}` returns {len(returned.names)} "
+                f"tensor(s), but {len(stmt.targets)} name(s) are bound",
+                stmt.span,
+                labels=(Label(returned.span, "returned here"),),
+            )
+            return
+        for target, name in zip(stmt.targets, returned.names):
+            tid = inner.tensors.get(name.id)
+            if tid is None:
+                self.error(
+                    "E200",
+                    f"unknown tensor `{name.id}`",
+                    name.span,
+                    hint=did_you_mean(name.id, inner.tensors),
+                )
+                continue
+            # the caller's name now refers to the block's result
+            scope.tensors[target.id] = tid
+        # tensors passed in are consumed by the block body; the caller's old bindings
+        # of the passed names are gone (they were consumed inside)
+
+
+def lower(program: ast.Program) -> tuple[list[FlowGraph], list[Diagnostic]]:
+    """Lower every flow of a program.  Returns the graphs and lowering diagnostics."""
+    lowerer = _Lowerer(program)
+    seen: dict[str, ast.Flow] = {}
+    for item in program.items:
+        name = item.name.id
+        if isinstance(item, ast.BlockDef) and name in REGISTRY:
+            lowerer.error(
+                "E201",
+                f"block `{name}` shadows the built-in block kind `{name}`",
+                item.name.span,
+                hint="choose another name",
+            )
+    graphs = []
+    for flow in program.flows:
+        if flow.name.id in seen:
+            lowerer.error(
+                "E201",
+                f"flow `{flow.name.id}` is defined twice",
+                flow.name.span,
+                labels=(Label(seen[flow.name.id].name.span, "first defined here"),),
+            )
+            continue
+        seen[flow.name.id] = flow
+        graphs.append(lowerer.lower_flow(flow))
+    return graphs, lowerer.diagnostics

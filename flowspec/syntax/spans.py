@@ -1,0 +1,83 @@
+"""Source files and spans.
+
+A :class:`Span` stores character offsets into a :class:`Source` together with the
+1-based line and column of its two ends, as the parser reports them (raw characters,
+tabs counted as one).  Renderers turn columns into display columns after tab expansion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Source:
+    """A spec's text and the path it is reported under."""
+
+    path: str
+    text: str
+    line_starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        starts = [0]
+        for i, ch in enumerate(self.text):
+            if ch == "\n":
+                starts.append(i + 1)
+        object.__setattr__(self, "line_starts", tuple(starts))
+
+    def line_text(self, line: int) -> str:
+        """The text of 1-based ``line`` without its newline ('' past the end)."""
+        if line < 1 or line > len(self.line_starts):
+            return ""
+        start = self.line_starts[line - 1]
+        end = self.text.find("\n", start)
+        return self.text[start : end if end >= 0 else len(self.text)].rstrip("\r")
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """1-based (line, column) of a character offset."""
+        import bisect
+
+        offset = max(0, min(offset, len(self.text)))
+        line = bisect.bisect_right(self.line_starts, offset)
+        return line, offset - self.line_starts[line - 1] + 1
+
+    def span(self, start: int, end: int) -> Span:
+        """The span of characters ``[start, end)``."""
+        line, column = self.position(start)
+        end_line, end_column = self.position(end)
+        return Span(self.path, start, end, line, column, end_line, end_column)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open character range ``[start, end)`` of one file.
+
+    ``end_column`` is exclusive, like ``end``: a one-character span at column 5 has
+    ``end_column == 6``.
+    """
+
+    file: str
+    start: int
+    end: int
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def to(self, other: Span) -> Span:
+        """The span from the start of ``self`` to the end of ``other``."""
+        return Span(
+            self.file,
+            self.start,
+            other.end,
+            self.line,
+            self.column,
+            other.end_line,
+            other.end_column,
+        )
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+NOWHERE = Span("<builtin>", 0, 0, 0, 0, 0, 0)
