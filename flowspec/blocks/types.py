@@ -37,22 +37,36 @@ class Word:
     name: str
 
 
-@dataclass(frozen=True)
 class Choice:
     """A resolved enum word with its own options: ``mlp(hidden=[64, 64], act=relu)``,
     ``roulette(p=0.5)``, ``random(seed=0)``, or a bare word such as ``half``.
 
-    ``repr`` is valid Python given ``Choice`` in scope, so generated code can embed it.
+    ``repr`` is valid Python given ``Choice`` in scope (``Choice('mlp', hidden=[64])``),
+    so generated code embeds it as it is.
     """
 
-    kind: str
-    options: Mapping[str, Any] = field(default_factory=dict)
+    __slots__ = ("kind", "options")
+
+    def __init__(self, kind: str, options: Mapping[str, Any] | None = None, **kw: Any):
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "options", {**(options or {}), **kw})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Choice is immutable")
 
     def __getitem__(self, key: str) -> Any:
         return self.options[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.options.get(key, default)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return not self.options and self.kind == other
+        return isinstance(other, Choice) and (self.kind, self.options) == (
+            other.kind,
+            other.options,
+        )
 
     def __hash__(self) -> int:
         return hash((self.kind, repr(sorted(self.options.items()))))
@@ -265,7 +279,8 @@ class Enum(OptionType):
 
     def resolve(self, value: Any) -> Choice:
         if isinstance(value, Choice):
-            return value
+            # a Choice given directly (examples, the YAML front end): resolve its options
+            value = Raw(value.kind, tuple((k, v, None) for k, v in value.options.items()))
         if isinstance(value, Word):
             kind, given = value.name, ()
         elif isinstance(value, Raw):
