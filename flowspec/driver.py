@@ -147,7 +147,7 @@ class Compilation:
         if name not in cache:
             from flowspec.codegen import generate
 
-            cache[name] = generate(self.flow_graph(name), self.source)
+            cache[name] = generate(self.flow_graph(name), self.source, self.program)
         return cache[name]
 
 
