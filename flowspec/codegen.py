@@ -109,8 +109,8 @@ def generate(
     w("")
     w("import torch")
     w("")
-    w("from flowspec.blocks.types import Choice")
-    w("from flowspec.flow import Flow")
+    imports.setdefault("flowspec.blocks.types", set()).add("Choice")
+    imports.setdefault("flowspec.flow", set()).add("Flow")
     for module in sorted(imports):
         w(f"from {module} import {', '.join(sorted(imports[module]))}")
     w("")
