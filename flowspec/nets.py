@@ -78,17 +78,29 @@ class ConvNet(nn.Sequential):
     def __init__(
         self, in_channels: int, out_channels: int, hidden: int, kernel: int, depth: int, act, init
     ):
-        pad = kernel // 2
         layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, hidden, kernel, padding=pad),
+            *_same_conv(in_channels, hidden, kernel),
             make_activation(act),
         ]
         for _ in range(depth - 1):
             layers += [nn.Conv2d(hidden, hidden, 1), make_activation(act)]
-        last = nn.Conv2d(hidden, out_channels, kernel, padding=pad)
+        *pad, last = _same_conv(hidden, out_channels, kernel)
         _zero_last(last, init)
-        layers.append(last)
+        layers += [*pad, last]
         super().__init__(*layers)
+
+
+def _same_conv(in_channels: int, out_channels: int, kernel: int) -> list[nn.Module]:
+    """A convolution that keeps H and W: symmetric padding for odd kernels; an even
+    kernel gets one more row/column of zeros after than before (what ``padding='same'``
+    does, without its warning and per-call copy)."""
+    if kernel % 2:
+        return [nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)]
+    before, after = (kernel - 1) // 2, kernel // 2
+    return [
+        nn.ZeroPad2d((before, after, before, after)),
+        nn.Conv2d(in_channels, out_channels, kernel),
+    ]
 
 
 class _ResidualUnit(nn.Module):
