@@ -124,7 +124,7 @@ def run(args: list[str], capsys) -> tuple[int, str, str]:
 
 def test_cli_compile_writes_an_importable_module(tmp_path, capsys):
     target = tmp_path / "model.py"
-    code, out, _ = run(["compile", str(REALNVP), "-o", str(target)], capsys)
+    code, _, _ = run(["compile", str(REALNVP), "-o", str(target)], capsys)
     assert code == 0 and target.exists()
     text = target.read_text()
     assert "# line 7: x = coupling.affine(x, net=mlp(hidden=[64, 64], act=relu))" in text
