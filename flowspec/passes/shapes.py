@@ -17,8 +17,8 @@ from flowspec.ir.graph import FlowGraph
 def check_shapes(fg: FlowGraph) -> list[Diagnostic]:
     diags: list[Diagnostic] = []
     for node in fg.blocks():
-        if node.options is None:
-            continue
+        if node.options is None or len(node.inputs) != node.n_positional:
+            continue  # an unknown tensor argument was already reported (E200)
         shapes = [fg.tensors[t].shape for t in node.inputs]
         shapes += [fg.tensors[t].shape for t in node.reads.values()]
         if any(s is None for s in shapes):
