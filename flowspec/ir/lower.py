@@ -22,6 +22,13 @@ from flowspec.syntax.spans import Span
 
 #: the most block instances one flow may unroll to
 MAX_NODES = 10_000
+#: the most ``repeat`` iterations one flow may run, blocks or not (nested empty
+#: repeats would otherwise spin for ever without creating a node)
+MAX_ITERATIONS = 100_000
+#: the deepest chain of ``block`` calls (a block calling a block calling ...)
+MAX_BLOCK_DEPTH = 50
+#: integers beyond this many bits do not fit a float; expressions may not make them
+MAX_INT_BITS = 1000
 
 
 class _Abort(Exception):
@@ -47,6 +54,7 @@ class _Lowerer:
         self.blocks = {b.name.id: b for b in program.blocks}
         self.diagnostics: list[Diagnostic] = []
         self._counter = 0
+        self._iterations = 0
 
     # ---------------------------------------------------------------- helpers
 
@@ -134,14 +142,16 @@ class _Lowerer:
             self._number(right, value.right.span)
             if value.op in "/%" and right == 0:
                 raise _EvalError("E201", "division by zero", value.span)
-            if value.op == "+":
-                return left + right
-            if value.op == "-":
-                return left - right
-            if value.op == "*":
-                return left * right
-            if value.op == "%":
-                return left % right
+            if value.op in "+-*%":
+                result = {
+                    "+": lambda: left + right,
+                    "-": lambda: left - right,
+                    "*": lambda: left * right,
+                    "%": lambda: left % right,
+                }[value.op]()
+                if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
+                    raise _EvalError("E201", "integer too large", value.span)
+                return result
             both_int = isinstance(left, int) and isinstance(right, int)
             if both_int and left % right:
                 raise _EvalError(
@@ -178,7 +188,9 @@ class _Lowerer:
 
     # ---------------------------------------------------------------- flows
 
-    def lower_flow(self, flow: ast.Flow) -> FlowGraph:
+    def lower_flow(self, flow: ast.Flow) -> FlowGraph | None:
+        """The flow's graph, or None when its expansion was cut short (E203): the
+        passes would only report the damage of the cut."""
         fg = FlowGraph(flow.name.id, flow.span)
         scope = _Scope({}, ChainMap({}), None, ())
         body = flow.body
@@ -201,7 +213,7 @@ class _Lowerer:
         try:
             self.lower_body(fg, body, scope, in_block=False)
         except _Abort:
-            pass
+            return None
         return fg
 
     def lower_body(self, fg: FlowGraph, body: tuple, scope: _Scope, in_block: bool):
@@ -334,6 +346,15 @@ class _Lowerer:
             )
             raise _Abort
         for i in range(count):
+            self._iterations += 1
+            if self._iterations > MAX_ITERATIONS:
+                self.error(
+                    "E203",
+                    f"flow `{fg.name}` runs more than {MAX_ITERATIONS} repeat iterations",
+                    stmt.count.span,
+                    hint="lower a `repeat` count",
+                )
+                raise _Abort
             consts = scope.consts.new_child()
             if stmt.index is not None:
                 consts[stmt.index.id] = i
@@ -404,6 +425,13 @@ class _Lowerer:
                 labels=(Label(block.name.span, "defined here"),),
             )
             return
+        if len(scope.stack) >= MAX_BLOCK_DEPTH:
+            self.error(
+                "E203",
+                f"block calls nest deeper than {MAX_BLOCK_DEPTH} levels",
+                call.kind.span,
+            )
+            raise _Abort
         tensor_params = [p for p in block.params if p.default is None]
         option_params = {p.name.id: p for p in block.params if p.default is not None}
         positional = [a for a in call.args if a.key is None]
@@ -496,5 +524,7 @@ def lower(program: ast.Program) -> tuple[list[FlowGraph], list[Diagnostic]]:
             )
             continue
         seen[flow.name.id] = flow
-        graphs.append(lowerer.lower_flow(flow))
+        fg = lowerer.lower_flow(flow)
+        if fg is not None:
+            graphs.append(fg)
     return graphs, lowerer.diagnostics
