@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from flowspec.diagnostics import Diagnostic
+from flowspec.diagnostics import Diagnostic, Label
 from flowspec.syntax import ast
 from flowspec.syntax.names import did_you_mean
 from flowspec.syntax.spans import Source, Span
@@ -42,8 +42,16 @@ _INT = re.compile(r"[0-9]+\Z")
 _FLOAT = re.compile(r"([0-9]+\.[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z|[0-9]+[eE][+-]?[0-9]+\Z")
 
 
+#: integer literals longer than this are refused: they would overflow a float (and
+#: Python refuses to convert strings of over 4300 digits)
+MAX_INT_DIGITS = 300
+#: the deepest parse tree accepted; each level costs a few Python frames in the
+#: transformer and in lowering, so this keeps both far from the recursion limit
+MAX_DEPTH = 100
+
+
 def _retype_number(token: Token) -> Token:
-    if _INT.match(token):
+    if _INT.match(token) and len(token) <= MAX_INT_DIGITS:
         kind = "INT"
     elif _FLOAT.match(token):
         kind = "FLOAT"
@@ -322,6 +330,7 @@ _TERMINAL_WORDS = {
     "NAME": "a name",
     "INT": "an integer",
     "FLOAT": "a number",
+    "NUMBER": "a number",
     "STRING": "a string",
     "_NL": "a newline",
     "LPAR": "`(`",
@@ -335,14 +344,30 @@ _TERMINAL_WORDS = {
     "COLON": "`:`",
     "SEMICOLON": "`;`",
     "DOT": "`.`",
-    "PLUS": "`+`",
-    "MINUS": "`-`",
-    "STAR": "`*`",
-    "SLASH": "`/`",
-    "PERCENT": "`%`",
     "LE": "`<=`",
     "$END": "the end of the file",
 }
+#: arithmetic terminals, listed together as "an operator" in "expected …"
+_OPERATORS = {"PLUS": "+", "MINUS": "-", "STAR": "*", "SLASH": "/", "PERCENT": "%"}
+#: words that start a statement inside a flow or block, and at top level
+_STATEMENT_KEYWORDS = (
+    "input",
+    "latent",
+    "let",
+    "repeat",
+    "on",
+    "dequantize",
+    "require",
+    "output",
+    "return",
+    "flow",
+    "block",
+)
+#: a string, possibly unterminated (the scanners skip strings)
+_STRING_PREFIX = re.compile(r'"([^"\\\n]|\\.)*"?')
+_OPENER_OF = {")": "(", "]": "[", "}": "{"}
+_CLOSER_OF = {"(": ")", "[": "]", "{": "}"}
+_DELIMITER_NAME = {"(": "parenthesis", "[": "bracket", "{": "brace"}
 
 
 def _describe_terminal(name: str) -> str:
@@ -353,76 +378,258 @@ def _describe_terminal(name: str) -> str:
     return name
 
 
-def _describe_token(token: Token) -> str:
-    if token.type == "$END":
-        return "the end of the file"
+def _describe_expected(names: set[str]) -> list[str]:
+    """Readable, de-duplicated terminal names; operators collapse into one entry."""
+    operators = names & _OPERATORS.keys()
+    words = {_describe_terminal(n) for n in names - operators}
+    if len(operators) > 1:
+        words.add("an operator")
+    else:
+        words |= {f"`{_OPERATORS[o]}`" for o in operators}
+    # backquoted symbols first, then keywords, then descriptions
+    return sorted(words, key=lambda w: (not w.startswith("`"), w))
+
+
+def _describe_token(token: Token | None) -> str:
+    if token is None or token.type == "$END":
+        return "end of file"
     if token.type == "_NL":
-        return "the end of the line"
+        return "end of line"
     if token.type == "BAD_NUMBER":
-        return f"the malformed number `{token}`"
-    if str(token).lower() in KEYWORDS:
-        return f"the keyword `{token}`"
+        return f"malformed number `{token}`"
+    if str(token) in KEYWORDS:
+        return f"keyword `{token}`"
     return f"`{token}`"
 
 
-def syntax_error(source: Source, err: UnexpectedInput) -> Diagnostic:
-    """Turn a lark error into an E100 diagnostic."""
-    text = source.text
-    hint = None
-    if isinstance(err, UnexpectedCharacters):
-        start = err.pos_in_stream
-        end = start + 1
-        ch = text[start : start + 1]
-        message = f"unexpected character `{ch}`"
-        if ch == '"':
-            message = "unterminated string"
-            end = text.find("\n", start)
-            end = len(text) if end < 0 else end
-        expected = sorted(_describe_terminal(t) for t in (err.allowed or ()))
-        if expected and ch != '"':
-            message += "; expected " + _join(expected)
-        return Diagnostic("E100", message, source.span(start, end))
+def _skip_to_line_end(text: str, i: int) -> int:
+    nl = text.find("\n", i)
+    return len(text) if nl < 0 else nl
 
-    token: Token = err.token if isinstance(err, (UnexpectedToken, UnexpectedEOF)) else None
-    if token is None or token.type == "$END" or token.start_pos is None:
+
+def _open_delimiters(text: str, upto: int) -> list[int]:
+    """Offsets of the ``( [ {`` still open at ``upto``, outermost first.
+
+    Comments and strings are skipped; a closer that matches nothing is ignored (the
+    parser reports the first such one itself).
+    """
+    stack: list[int] = []
+    i, end = 0, min(upto, len(text))
+    while i < end:
+        ch = text[i]
+        if ch == "#":
+            i = _skip_to_line_end(text, i)
+            continue
+        if ch == '"':
+            i = _STRING_PREFIX.match(text, i).end()
+            continue
+        if ch in _CLOSER_OF:
+            stack.append(i)
+        elif ch in _OPENER_OF and stack and text[stack[-1]] == _OPENER_OF[ch]:
+            stack.pop()
+        i += 1
+    return stack
+
+
+def _indent(text: str, pos: int) -> int:
+    start = text.rfind("\n", 0, pos) + 1
+    line = text[start:pos]
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _misindented_brace(text: str) -> int | None:
+    """The ``{`` most likely left open: the first one whose ``}`` (first on its line) is
+    indented less than the line that opened it, so it probably closes an outer brace."""
+    suspect = None
+    stack: list[int] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "#":
+            i = _skip_to_line_end(text, i)
+            continue
+        if ch == '"':
+            i = _STRING_PREFIX.match(text, i).end()
+            continue
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            opener = stack.pop()
+            if (
+                suspect is None
+                and _starts_statement(text, i)
+                and _indent(text, i) < _indent(text, opener)
+            ):
+                suspect = opener
+        i += 1
+    return suspect
+
+
+def _starts_statement(text: str, pos: int) -> bool:
+    """Is ``pos`` the first token of a line, or right after ``;`` or ``{``?"""
+    before = text[:pos].rstrip(" \t\f\r")
+    return not before or before[-1] in "\n;{"
+
+
+def _word_before(text: str, pos: int) -> tuple[str, int] | None:
+    """The name directly before ``pos`` on the same line, and its offset."""
+    m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)[ \t\f]*\Z", text[:pos])
+    return (m[1], m.start(1)) if m else None
+
+
+def _line_of(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos)
+
+
+def syntax_error(source: Source, err: UnexpectedInput) -> Diagnostic:
+    """Turn a lark error into an E100 diagnostic with what was expected."""
+    text = source.text
+    if isinstance(err, UnexpectedCharacters):
+        return _bad_character(source, err.pos_in_stream)
+
+    token: Token | None = err.token if isinstance(err, (UnexpectedToken, UnexpectedEOF)) else None
+    at_end = token is None or token.type == "$END" or token.start_pos is None
+    if at_end:
         start = end = len(text.rstrip())
     else:
         start, end = token.start_pos, token.end_pos
         if token.type == "_NL":  # point at the end of the line, not at the newline
             end = start + 1
-    expected_names = sorted(getattr(err, "expected", None) or getattr(err, "accepts", ()) or ())
-    expected = sorted({_describe_terminal(t) for t in expected_names})
-    found = _describe_token(token) if token is not None else "the end of the file"
+    expected_names = set(getattr(err, "expected", None) or getattr(err, "accepts", ()) or ())
+    found = _describe_token(None if at_end else token)
+    here = source.span(start, max(end, start))
+    opened = _open_delimiters(text, start)
+    innermost = opened[-1] if opened else None
 
-    message = None
-    if token is not None and token.type == "BAD_NUMBER":
-        message = f"bad number `{token}`"
-        hint = "numbers look like `16`, `0.97` or `1e-5`"
-    elif str(token).lower() in KEYWORDS and "NAME" in expected_names:
-        message = f"`{token}` is a keyword and cannot be used as a name"
-        hint = f"rename it, for example `{token}_`"
-    else:
-        state = getattr(err, "state", None)
-        for example_message, example_state, token_type in _example_states():
-            if state == example_state and (token is None or token.type == token_type):
-                message = f"{example_message}; found {found}"
-                break
-    if message is None:
-        message = f"unexpected {found}"
-        if expected:
-            message += "; expected " + _join(expected)
-    if hint is None:
-        hint = _keyword_hint(text, token)
-    if message.startswith("unclosed"):
-        opener = _unclosed_opener(text, start, "(" if "parenthesis" in message else "{")
-        if opener is not None:
+    def unclosed(opener: int) -> Diagnostic:
+        ch = text[opener]
+        return Diagnostic(
+            "E100",
+            f"unclosed {_DELIMITER_NAME[ch]}: `{ch}` is never closed; found {found}",
+            source.span(opener, opener + 1),
+            hint=f"add `{_CLOSER_OF[ch]}` before {found}"
+            if ch != "{"
+            else "add the missing `}` where the block ends",
+        )
+
+    if not at_end and token.type == "BAD_NUMBER":
+        if _INT.match(token):
             return Diagnostic(
                 "E100",
-                message,
-                source.span(opener, opener + 1),
-                hint="close it before " + found,
+                f"integer too large ({len(token)} digits)",
+                here,
+                hint=f"integers have at most {MAX_INT_DIGITS} digits",
             )
-    return Diagnostic("E100", message, source.span(start, max(end, start)), hint=hint)
+        return Diagnostic(
+            "E100",
+            f"bad number `{token}`",
+            here,
+            hint="numbers look like `16`, `0.97` or `1e-5`",
+        )
+
+    # a closer that closes nothing, or the wrong thing
+    if not at_end and str(token) in _OPENER_OF:
+        want = _OPENER_OF[str(token)]
+        if innermost is None or (text[innermost] == "{" and want != "{"):
+            return Diagnostic(
+                "E100",
+                f"unmatched `{token}`: there is no `{want}` to close",
+                here,
+                hint=f"remove it, or add the missing `{want}` before it",
+            )
+        if text[innermost] != want:
+            if str(token) == "}":  # a brace ends the statement: the ( or [ was left open
+                return unclosed(innermost)
+            return Diagnostic(
+                "E100",
+                f"expected `{_CLOSER_OF[text[innermost]]}` to close "
+                f"`{text[innermost]}`, found `{token}`",
+                here,
+                labels=(Label(source.span(innermost, innermost + 1), "opened here"),),
+            )
+
+    # a keyword where a name belongs
+    if not at_end and str(token) in KEYWORDS and "NAME" in expected_names:
+        return _keyword_as_name(source, token.start_pos, str(token))
+    if not at_end and token.type in ("EQUAL", "COMMA"):
+        before = _word_before(text, start)
+        if before and before[0] in KEYWORDS and _starts_statement(text, before[1]):
+            return _keyword_as_name(source, before[1], before[0])
+
+    # something left open when the file or the statement ends
+    if at_end and innermost is not None:
+        if text[innermost] == "{":
+            return unclosed(_misindented_brace(text) or innermost)
+        return unclosed(innermost)
+    if (
+        innermost is not None
+        and text[innermost] in "(["
+        and _starts_statement(text, start)
+        and _line_of(text, innermost) < _line_of(text, start)
+    ):
+        return unclosed(innermost)
+
+    # a misspelt statement keyword: `inptu x: [2]`, `ouput x`
+    before = None if at_end else _word_before(text, start)
+    if (
+        before is not None
+        and before[0] not in KEYWORDS
+        and _starts_statement(text, before[1])
+        and token.type in ("NAME", "COLON", "LSQB", "STRING")
+    ):
+        near = did_you_mean(before[0], _STATEMENT_KEYWORDS)
+        if near:
+            return Diagnostic(
+                "E100",
+                f"unknown statement `{before[0]}`",
+                source.span(before[1], before[1] + len(before[0])),
+                hint=near,
+            )
+
+    message = None
+    state = getattr(err, "state", None)
+    for example_message, example_state, token_type in _example_states():
+        if state == example_state and (at_end or token.type == token_type):
+            message = f"{example_message}; found {found}"
+            break
+    if message is None:
+        message = f"unexpected {found}"
+        expected = _describe_expected(expected_names)
+        if expected:
+            message += "; expected " + _join(expected)
+    return Diagnostic("E100", message, here, hint=_keyword_hint(text, None if at_end else token))
+
+
+def _keyword_as_name(source: Source, start: int, word: str) -> Diagnostic:
+    return Diagnostic(
+        "E100",
+        f"`{word}` is a keyword and cannot be used as a name",
+        source.span(start, start + len(word)),
+        hint=f"rename it, for example `{word}_`",
+    )
+
+
+def _bad_character(source: Source, start: int) -> Diagnostic:
+    text = source.text
+    ch = text[start : start + 1]
+    if ch == '"':
+        end = _skip_to_line_end(text, start)
+        return Diagnostic(
+            "E100",
+            'unterminated string: the closing `"` is missing',
+            source.span(start, end),
+            hint='strings end on the line they start, such as "cuda:0"',
+        )
+    hint = None
+    if ch == "<" or ch == ">":
+        hint = "a bound is written with `<=`, such as `require lipschitz <= 2.0`"
+    elif ch == "'":
+        hint = 'strings use double quotes: "cuda:0"'
+    elif ch in "!&|^~@$`?\\":
+        hint = "expressions use only `+ - * / %` and parentheses"
+    return Diagnostic(
+        "E100", f"unexpected character `{ch}`", source.span(start, start + 1), hint=hint
+    )
 
 
 def _join(items: list[str]) -> str:
@@ -450,29 +657,35 @@ def _keyword_hint(text: str, token: Token | None) -> str | None:
     return None
 
 
-def _unclosed_opener(text: str, upto: int, opener: str) -> int | None:
-    """Offset of the last unmatched ``opener`` before ``upto`` (comments skipped)."""
-    closer = {"(": ")", "{": "}"}[opener]
-    stack: list[int] = []
-    i = 0
-    while i < min(upto, len(text)):
-        ch = text[i]
-        if ch == "#":
-            nl = text.find("\n", i)
-            i = len(text) if nl < 0 else nl
-            continue
-        if ch == opener:
-            stack.append(i)
-        elif ch == closer and stack:
-            stack.pop()
-        i += 1
-    return stack[-1] if stack else None
-
-
 def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
     """Parse ``.flow`` text; on a syntax error return ``(None, [E100])``."""
     try:
         tree = parser().parse(source.text)
     except UnexpectedInput as err:
         return None, [syntax_error(source, err)]
+    too_deep = _too_deep(tree)
+    if too_deep is not None:
+        return None, [
+            Diagnostic(
+                "E100",
+                f"the spec nests too deeply (more than {MAX_DEPTH} levels)",
+                source.span(*too_deep),
+                hint="split the expression or the nested blocks into `let` constants "
+                "or `block` definitions",
+            )
+        ]
     return _ToAst(source).transform(tree), []
+
+
+def _too_deep(tree: Tree) -> tuple[int, int] | None:
+    """Where the parse tree is deeper than :data:`MAX_DEPTH` (start and end offsets of
+    the deepest positioned subtree on the way), found without recursion."""
+    stack = [(tree, 1, (0, 0))]
+    while stack:
+        node, depth, where = stack.pop()
+        if not getattr(node.meta, "empty", True):
+            where = (node.meta.start_pos, node.meta.end_pos)
+        if depth > MAX_DEPTH:
+            return where
+        stack.extend((c, depth + 1, where) for c in node.children if isinstance(c, Tree))
+    return None
