@@ -25,9 +25,9 @@ flow f {{
 @pytest.mark.parametrize(
     ("latent", "dist"),
     [
-        ("normal", torch.distributions.Normal(0.0, 1.0)),
+        ("normal", torch.distributions.Normal(torch.tensor(0.0).double(), 1.0)),
         ("logistic", None),
-        ("uniform", torch.distributions.Uniform(0.0, 1.0)),
+        ("uniform", torch.distributions.Uniform(torch.tensor(0.0).double(), 1.0)),
     ],
 )
 def test_base_log_prob_matches_torch_distributions(latent, dist):
