@@ -59,8 +59,17 @@ def _zero_last(layer: nn.Module, init: Choice | str) -> None:
 class MLP(nn.Sequential):
     """Flatten, then Linear–act–…–Linear."""
 
-    def __init__(self, in_features: int, out_features: int, hidden: list[int], act, init):
-        layers: list[nn.Module] = [nn.Flatten()]
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: list[int],
+        act,
+        init,
+        flatten: bool = True,
+    ):
+        # a [B, d] input needs no Flatten module: one call less per use
+        layers: list[nn.Module] = [nn.Flatten()] if flatten else []
         width = in_features
         for h in hidden:
             layers += [nn.Linear(width, h), make_activation(act)]
@@ -146,9 +155,15 @@ def build_net(spec: Choice, in_shape: tuple[int, ...], out_shape: tuple[int, ...
     o = spec.options
     if spec.kind == "mlp":
         net = MLP(
-            math.prod(in_shape), math.prod(out_shape), list(o["hidden"]), o["act"], o["init"]
+            math.prod(in_shape),
+            math.prod(out_shape),
+            list(o["hidden"]),
+            o["act"],
+            o["init"],
+            flatten=len(in_shape) != 1,
         )
-        return _Reshape(net, out_shape)
+        # wrappers cost a module call each on the hot path: add them only when needed
+        return net if len(out_shape) == 1 else _Reshape(net, out_shape)
     if len(in_shape) != 3 or len(out_shape) != 3 or in_shape[1:] != out_shape[1:]:
         raise ValueError(
             f"net={spec.kind} maps [C, H, W] to [C', H, W], got "
