@@ -1,0 +1,60 @@
+"""A pytest plugin: check flow specs as tests, so architectures are validated in CI.
+
+    pytest --flowspec specs/            # every .flow / .yaml spec is one test item
+    pytest --flowspec --flowspec-strict # warnings fail too
+
+An item fails with the diagnostics rendered as ``flowspec check`` renders them.
+Installed with flowspec (entry point ``pytest11``); inactive without ``--flowspec``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flowspec.diagnostics import render_text
+from flowspec.driver import SPEC_SUFFIXES, Compilation
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("flowspec")
+    group.addoption("--flowspec", action="store_true", help="check .flow/.yaml specs as tests")
+    group.addoption("--flowspec-strict", action="store_true", help="warnings fail too")
+
+
+def pytest_collect_file(parent: pytest.Collector, file_path: Path):
+    config = parent.config
+    if not config.getoption("flowspec") or file_path.suffix not in SPEC_SUFFIXES:
+        return None
+    if file_path.suffix != ".flow" and not file_path.read_text(
+        errors="replace"
+    ).lstrip().startswith("flowspec:"):
+        return None  # a YAML file that is not a flow spec
+    return SpecFile.from_parent(parent, path=file_path)
+
+
+class SpecFile(pytest.File):
+    def collect(self):
+        yield SpecItem.from_parent(self, name="check")
+
+
+class SpecCheckFailed(Exception):
+    pass
+
+
+class SpecItem(pytest.Item):
+    def runtest(self) -> None:
+        comp = Compilation.of(self.path)
+        strict = self.config.getoption("flowspec_strict")
+        failing = comp.diagnostics if strict else comp.errors
+        if failing:
+            raise SpecCheckFailed(render_text(comp.diagnostics, comp.sources))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, SpecCheckFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, 0, f"flowspec check {self.path.name}"

@@ -1,0 +1,33 @@
+"""The pytest plugin checks specs as test items."""
+
+from __future__ import annotations
+
+pytest_plugins = ["pytester"]
+
+GOOD = (
+    "flow f {\n    input x: [4]\n    x = coupling.affine(x)\n    x = reverse(x)\n"
+    "    x = coupling.affine(x)\n    output x\n}\n"
+)
+BAD = "flow f {\n    input x: [4]\n    x = reverse(y)\n    output x\n}\n"
+WARN = "flow f {\n    input x: [4]\n    x = coupling.affine(x)\n    output x\n}\n"
+
+
+def test_specs_are_test_items(pytester):
+    pytester.makefile(".flow", good=GOOD, bad=BAD)
+    result = pytester.runpytest("--flowspec")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*unknown tensor `y`*"])
+
+
+def test_strict_fails_on_warnings(pytester):
+    pytester.makefile(".flow", warn=WARN)
+    pytester.runpytest("--flowspec").assert_outcomes(passed=1)
+    result = pytester.runpytest("--flowspec", "--flowspec-strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*W100*"])
+
+
+def test_inactive_without_the_flag(pytester):
+    pytester.makefile(".flow", bad=BAD)
+    result = pytester.runpytest()
+    assert result.ret == 5  # no tests collected
