@@ -69,12 +69,13 @@ class Planar(Bijection):
         w, u = self.w, self.u
         a = w @ u
         norm2 = w @ w
-        # w = 0 makes the correction vanish anyway; avoid 0/0 (and NaN gradients)
-        norm2 = torch.where(norm2 > 0, norm2, torch.ones_like(norm2))
+        nonzero = norm2 > 0
         # clamp: softplus underflows to 0 for very negative wᵀu, and 1 + wᵀû must stay > 0
         sp = softplus(a).clamp_min(torch.finfo(a.dtype).tiny)
-        u_hat = u + ((sp - 1 - a) / norm2) * w
-        return u_hat, sp
+        # with w = 0 (or ‖w‖² underflowing) no correction is possible or needed: wᵀû = 0;
+        # the guarded division keeps 0/0 (and NaN gradients) out
+        u_hat = u + ((sp - 1 - a) / torch.where(nonzero, norm2, torch.ones_like(norm2))) * w
+        return u_hat, torch.where(nonzero, sp, torch.ones_like(sp))
 
     def _h(self, z: Tensor) -> Tensor:
         if self.act == "tanh":
