@@ -574,6 +574,18 @@ def _logit_inverse_lipschitz(opts: Opts, shapes: list[Shape]) -> Bound:
 
 def _residual_problems(opts: Opts, shapes: list[Shape]) -> list[Problem]:
     out = []
+    net = opts["net"].kind
+    if net != "mlp":
+        # the runtime certifies σ_max of dense layers only (flowspec.blocks.lipschitz_layers)
+        out.append(
+            Problem(
+                "E303",
+                f"residual block with net={net} is not provably contractive: a certified "
+                "Lipschitz bound is implemented for net=mlp only",
+                "net",
+                "use net=mlp(hidden=[...], act=lipswish); an mlp flattens a [C, H, W] input",
+            )
+        )
     c = opts["lipschitz"]
     if c >= 1:
         out.append(
@@ -1048,6 +1060,8 @@ KINDS: tuple[BlockKind, ...] = (
                 {
                     "trace": "exact",
                     "adjoint": False,
+                    "rtol": 1e-8,  # the harness compares to brute force at 1e-4
+                    "atol": 1e-8,
                     "net": Choice("mlp", {"hidden": [8], "act": "tanh"}),
                 },
             ),
