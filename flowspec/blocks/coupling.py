@@ -83,17 +83,20 @@ class Coupling(Bijection):
         kind = net.kind
         self.cond_flat = cond is not None and kind == "mlp"
         self.cond_channels = cond is not None and kind != "mlp"
-        if cond is None:
-            net_in = a_shape
-        elif kind == "mlp":
-            net_in = (masks.numel(a_shape) + masks.numel(self.cond_shape),)
-        else:
-            net_in = (a_shape[0] + self.cond_shape[0], *a_shape[1:])
         if kind == "mlp":
-            net_out = self.param_shape
+            # flat in and out: build_net then returns the bare Linear–act stack (no
+            # flatten/reshape modules on the hot path); x_a is flattened here if needed
+            net_in = (masks.numel(a_shape) + (masks.numel(cond) if cond is not None else 0),)
+            net_out = (params * masks.numel(b_shape),)
+            self._flatten_input = len(a_shape) > 1 and cond is None
         else:
+            net_in = (a_shape[0] + (cond[0] if cond is not None else 0), *a_shape[1:])
             net_out = (params * b_shape[0], *b_shape[1:])
+            self._flatten_input = False
         self.conditioner = build_net(net, net_in, net_out)
+        self._params = params
+        # chunks of a flat mlp output need x_b's shape back; conv chunks already have it
+        self._chunk_shape = b_shape if kind == "mlp" and len(b_shape) > 1 else None
 
     # ------------------------------------------------------------------ the mask
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -113,8 +116,9 @@ class Coupling(Bijection):
         out[:, self.slice_b] = y_b
         return out
 
-    def params_of(self, x_a: Tensor, cond: Tensor | None) -> Tensor:
-        """The conditioner's output as ``[B, P, *x_b.shape]``."""
+    def _net(self, x_a: Tensor, cond: Tensor | None) -> Tensor:
+        """The conditioner's raw output: ``[B, P·|x_b|]`` for mlp, ``[B, P·C_b, H, W]``
+        otherwise, P-major in both."""
         if self.cond_flat or self.cond_channels:
             if cond is None:
                 raise ValueError(f"{type(self).__name__} was built with cond= but got none")
@@ -124,8 +128,20 @@ class Coupling(Bijection):
                 x_a = torch.cat((x_a, cond), dim=1)
         elif cond is not None:
             raise ValueError(f"{type(self).__name__} was built without cond= but got one")
-        h = self.conditioner(x_a)
+        return self.conditioner(x_a.flatten(1) if self._flatten_input else x_a)
+
+    def params_of(self, x_a: Tensor, cond: Tensor | None) -> Tensor:
+        """The conditioner's output as ``[B, P, *x_b.shape]``."""
+        h = self._net(x_a, cond)
         return h.view(h.shape[0], *self.param_shape)
+
+    def chunks_of(self, x_a: Tensor, cond: Tensor | None) -> tuple[Tensor, ...]:
+        """The conditioner's output as P tensors shaped like x_b."""
+        h = self._net(x_a, cond)
+        parts = h.chunk(self._params, dim=1) if self._params > 1 else (h,)
+        if self._chunk_shape is not None:
+            parts = tuple(p.reshape(p.shape[0], *self._chunk_shape) for p in parts)
+        return parts
 
     def extra_repr(self) -> str:
         cond = "" if self.cond_shape is None else f", cond={list(self.cond_shape)}"
@@ -169,7 +185,7 @@ class AdditiveCoupling(Coupling):
         super().__init__(in_shapes, net=net, mask=mask, flip=flip, cond=cond, params=1)
 
     def _shift(self, x_a: Tensor, cond: Tensor | None) -> Tensor:
-        t = self.params_of(x_a, cond)[:, 0]
+        (t,) = self.chunks_of(x_a, cond)
         return t * self.transformed if self.checkerboard else t
 
     def transform(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
@@ -247,8 +263,8 @@ class AffineCoupling(Coupling):
         self._log_scale = _LOG_SCALES[self.scale]
 
     def _log_scale_shift(self, x_a: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
-        h = self.params_of(x_a, cond)
-        log_s, t = self._log_scale(h[:, 0]), h[:, 1]
+        h, t = self.chunks_of(x_a, cond)
+        log_s = self._log_scale(h)
         if self.checkerboard:
             # log s = 0 and t = 0 on the conditioning positions: the update is masked
             return log_s * self.transformed, t * self.transformed
@@ -256,8 +272,8 @@ class AffineCoupling(Coupling):
 
     def _scale_shift(self, x_a: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
         if self.scale == "sigmoid" and not self.checkerboard:
-            h = self.params_of(x_a, cond)
-            return _scale_sigmoid(h[:, 0]), h[:, 1]
+            h, t = self.chunks_of(x_a, cond)
+            return _scale_sigmoid(h), t
         log_s, t = self._log_scale_shift(x_a, cond)
         return log_s.exp(), t
 
