@@ -86,16 +86,20 @@ class Compilation:
     @cached_property
     def diagnostics(self) -> list[Diagnostic]:
         """Every diagnostic of every stage, sorted by position."""
-        from flowspec.passes import PASSES
+        from flowspec.passes import NEEDS_COMPLETE_GRAPH, PASSES
 
         diags = list(self.parsed[1])
         if self.program is None:
             return diags
         graphs, lowering = self.lowered
         diags.extend(lowering)
+        # collect, then decide: a lowering error leaves holes in the graph, so the
+        # flow-wide passes would only report their echo
+        complete = not has_errors(lowering)
         for fg in graphs:
             for check in PASSES:
-                diags.extend(check(fg))
+                if complete or check not in NEEDS_COMPLETE_GRAPH:
+                    diags.extend(check(fg))
         if not graphs and not has_errors(diags) and self.program is not None:
             from flowspec.syntax.spans import Span
 

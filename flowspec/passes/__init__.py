@@ -25,4 +25,12 @@ PASSES = (
     check_ode_smoothness,
 )
 
-__all__ = ["PASSES"]
+#: passes whose findings are only meaningful on a completely lowered flow: after a
+#: lowering error (an unknown tensor, a failed block call) the graph has holes, and
+#: these would report the holes (a tensor "never consumed" because the block that
+#: consumed it could not be expanded) instead of the user's mistakes
+NEEDS_COMPLETE_GRAPH = frozenset(
+    {check_consumption, check_requirements, check_lipschitz, check_coverage}
+)
+
+__all__ = ["NEEDS_COMPLETE_GRAPH", "PASSES"]
