@@ -302,29 +302,34 @@ class _Lowerer:
         if in_block or fg.input is not None:
             self.error("E204", "a flow has exactly one `input`, as its first statement", stmt.span)
             return
-        dims = []
+        dims: list[int] | None = []
         for d in stmt.shape:
             ok, v = self.try_evaluate(d, scope, numeric=True)
             if not ok:
-                return
+                dims = None
+                break
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 self.error("E201", f"a shape entry must be a positive integer, got {v}", d.span)
-                return
+                dims = None
+                break
             dims.append(v)
-        if not dims:
+        if dims == []:
             self.error(
                 "E201",
                 "the input shape needs at least one axis",
                 stmt.span,
                 hint="write the shape without the batch axis, such as [2]",
             )
-            return
+            dims = None
+        # bind the input even when its shape is bad, so its uses are not unknown tensors
         node = self.new_node(fg, Node(self.fresh("in"), INPUT, stmt.span, stmt.span))
         tid = self.bind(fg, scope, stmt.name, node.id)
         node.outputs = (tid,)
-        node.out_shapes = [tuple(dims)]
-        fg.input, fg.input_shape = tid, tuple(dims)
-        fg.tensors[tid].shape = tuple(dims)
+        fg.input = tid
+        if dims is not None:
+            node.out_shapes = [tuple(dims)]
+            fg.input_shape = tuple(dims)
+            fg.tensors[tid].shape = tuple(dims)
 
     def lower_repeat(
         self, fg: FlowGraph, stmt: ast.RepeatStmt, scope: _Scope, in_block: bool
