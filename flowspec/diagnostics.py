@@ -166,7 +166,8 @@ def render_text(
     out: list[str] = []
     for d in diagnostics:
         spans = [d.span, *(label.span for label in d.labels)]
-        gutter = max(len(str(s.line)) for s in spans)
+        # LANGUAGE.md §6: one blank column before the widest line number
+        gutter = max(len(str(s.line)) for s in spans) + 1
         pad = " " * gutter
         out.append(f"{d.severity.value}[{d.code}]: {d.message}")
         out.append(f"{pad}--> {d.span.file}:{d.span.line}:{d.span.column}")
@@ -174,9 +175,14 @@ def render_text(
         if src is not None and d.span.line >= 1:
             out.append(f"{pad} |")
             out.extend(_caret_block(src, d.span, gutter, "^"))
+            shown = (d.span.file, d.span.line)
             for label in d.labels:
                 lsrc = sources.get(label.span.file)
-                out.extend(_caret_block(lsrc, label.span, gutter, "-", label.message))
+                block = _caret_block(lsrc, label.span, gutter, "-", label.message)
+                if (label.span.file, label.span.line) == shown:
+                    block = block[1:]  # the line is already on screen: underline it again
+                out.extend(block)
+                shown = (label.span.file, label.span.line)
         for note in d.notes:
             out.append(f"{pad} = note: {note}")
         if d.hint:
