@@ -31,7 +31,8 @@ class Proof:
 
 
 def _combine(parts: list[Proof], factor: Proof) -> Proof:
-    for p in (factor, *parts):
+    # an input already unbounded keeps its reason: E400 names the first unbounded block
+    for p in (*parts, factor):
         if p.value is None:
             return p
     return Proof(factor.value * max((p.value for p in parts), default=1.0))
