@@ -30,9 +30,17 @@ def check_placement(fg: FlowGraph) -> list[Diagnostic]:
         if not valid_device(node.device):
             reported.add(node.device_span)
             kind = node.device.split(":")[0]
-            hint = did_you_mean(kind, DEVICE_TYPES) or (
-                "devices are cpu, cuda, cuda:N, mps and meta"
-            )
+            if kind in DEVICE_TYPES:
+                hint = (
+                    f"`{kind}` takes no index other than 0; only cuda has several devices, "
+                    "such as cuda:1"
+                    if kind != "cuda"
+                    else "a cuda device index is a number without leading zeros: cuda:1"
+                )
+            else:
+                hint = did_you_mean(kind, DEVICE_TYPES) or (
+                    "devices are cpu, cuda, cuda:N, mps and meta"
+                )
             diags.append(
                 Diagnostic("E500", f"unknown device `{node.device}`", node.device_span, hint=hint)
             )
