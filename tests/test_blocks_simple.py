@@ -533,3 +533,23 @@ def test_blocks_follow_the_module_to_another_dtype():
     assert block.perm.dtype == torch.long and block.inverse_perm.tolist() == [1, 2, 0]
     x = torch.randn(2, 3, dtype=F64)
     assert torch.equal(Reverse([(3,)]).transform(x), x.flip(1))
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_meta_device_runs_every_path(name):
+    """``on meta`` builds a flow for its shapes: no path may need the data's values."""
+    kind = REGISTRY[name]
+    for example in kind.examples:
+        shapes = [tuple(s) for s in example.shapes]
+        block = load_runtime(kind.runtime)(shapes, **resolve_example(kind, example))
+        block.to("meta")
+        xs = [torch.empty(3, *s, device="meta") for s in shapes]
+        for train in (True, False):
+            block.train(train)
+            ys, ladj = block(*xs)
+            back, _ = block.inverse(*as_tuple(ys))
+            assert ladj.shape == (3,) and [b.shape for b in as_tuple(back)] == [
+                x.shape for x in xs
+            ]
+            block.transform(*xs)
+            block.inverse_transform(*as_tuple(ys))

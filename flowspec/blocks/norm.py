@@ -60,6 +60,8 @@ class ActNorm(Bijection):
 
     @torch.no_grad()
     def _initialize(self, x: Tensor) -> None:
+        if x.is_meta:  # shapes only (`on meta`): there is no data to initialise from
+            return
         if not bool(self.initialized):
             mean = x.mean(self.reduce_dims, keepdim=True)[0]
             std = x.std(self.reduce_dims, correction=0, keepdim=True)[0]

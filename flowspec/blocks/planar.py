@@ -129,6 +129,8 @@ class Planar(Bijection):
         return z - g / self._slope_term(z, sp)
 
     def _solve_tanh(self, r: Tensor, sp: Tensor) -> Tensor:
+        if r.is_meta:  # shapes only (`on meta`): nothing to iterate on
+            return r
         m = sp - 1
         eps = torch.finfo(r.dtype).eps
         tol = _tolerance(r.dtype)
