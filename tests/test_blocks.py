@@ -72,8 +72,11 @@ def test_round_trip(kind: BlockKind, example: Example) -> None:
 def test_ladj_matches_the_jacobian(kind: BlockKind, example: Example) -> None:
     block, xs, cond, opts = _setup(kind, example)
     exact, cross = flat_jacobian_logdets(lambda *v: block.transform(*v, **cond), xs)
-    assert cross.item() < 1e-12, "the block mixes samples of the batch"
-    tol = EXACT if kind.inverse_class(opts) != "integrated" else tolerance(kind, opts)
+    # an adaptive ODE solver picks its steps from the whole batch: samples interact
+    # through the step sizes, at the solver's tolerance
+    integrated = kind.inverse_class(opts) == "integrated"
+    tol = tolerance(kind, opts) if integrated else EXACT
+    assert cross.item() < (tol if integrated else 1e-12), "the block mixes the batch"
     if is_stochastic(kind, opts):
         # the hook for estimators: a confidence interval around the exact value
         check_stochastic_ladj(lambda: block(*xs, **cond)[1], exact)
