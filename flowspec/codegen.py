@@ -84,7 +84,6 @@ def generate(
     fg: FlowGraph, source: Source | None = None, program: ast.Program | None = None
 ) -> str:
     """Python source for the flow ``fg`` (checked, with options and shapes annotated)."""
-    cls = class_name(fg.name)
     blocks: list[_Block] = []
     imports: dict[str, set[str]] = {}
     for i, node in enumerate(fg.blocks()):
@@ -94,6 +93,10 @@ def generate(
         blocks.append(
             _Block(node, f"b{i}", name, module, spec.logdet_class(node.options) == "zero")
         )
+    cls = class_name(fg.name)
+    taken = {"Flow", "Choice", "Model", "torch"}.union(*imports.values())
+    while cls in taken:  # `flow planar` must not shadow the runtime class Planar
+        cls += "Flow"
     by_node = {b.node.id: b for b in blocks}
     line_of = (lambda n: source.line_text(n.span.line).strip()) if source else (lambda n: "")
     placed = any(b.node.device is not None for b in blocks)
