@@ -219,7 +219,7 @@ class Residual(Bijection):
             return torch.linalg.slogdet(eye + jac)[1]
         n, weights = self._series_weights(jac.device)
         power = jac
-        ladj = jac.diagonal(dim1=-2, dim2=-1).sum(-1)
+        ladj = weights[0] * jac.diagonal(dim1=-2, dim2=-1).sum(-1)
         for k in range(2, n + 1):
             power = power @ jac
             ladj = ladj + weights[k - 1] * power.diagonal(dim1=-2, dim2=-1).sum(-1)
