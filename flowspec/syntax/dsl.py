@@ -328,7 +328,7 @@ def _example_states():
 
 _TERMINAL_WORDS = {
     "NAME": "a name",
-    "INT": "an integer",
+    "INT": "a number",
     "FLOAT": "a number",
     "NUMBER": "a number",
     "STRING": "a string",
@@ -495,7 +495,7 @@ def syntax_error(source: Source, err: UnexpectedInput) -> Diagnostic:
         start, end = token.start_pos, token.end_pos
         if token.type == "_NL":  # point at the end of the line, not at the newline
             end = start + 1
-    expected_names = set(getattr(err, "expected", None) or getattr(err, "accepts", ()) or ())
+    expected_names = _acceptable(err)
     found = _describe_token(None if at_end else token)
     here = source.span(start, max(end, start))
     opened = _open_delimiters(text, start)
@@ -600,6 +600,22 @@ def syntax_error(source: Source, err: UnexpectedInput) -> Diagnostic:
     return Diagnostic("E100", message, here, hint=_keyword_hint(text, None if at_end else token))
 
 
+def _acceptable(err: UnexpectedInput) -> set[str]:
+    """The terminals the parser would accept where it failed.
+
+    LALR merges states, so ``err.expected`` lists terminals valid in *some* context
+    sharing the state (``as`` and ``{`` after ``seed=3``); feeding each terminal to a
+    copy of the parser (``accepts``) gives only those valid here.
+    """
+    interactive = getattr(err, "interactive_parser", None)
+    if interactive is not None:
+        try:
+            return set(interactive.accepts())
+        except Exception:  # a lark corner case: the imprecise set is still useful
+            pass
+    return set(getattr(err, "expected", None) or getattr(err, "accepts", ()) or ())
+
+
 def _keyword_as_name(source: Source, start: int, word: str) -> Diagnostic:
     return Diagnostic(
         "E100",
@@ -643,11 +659,9 @@ def _keyword_hint(text: str, token: Token | None) -> str | None:
     if token is None or token.start_pos is None:
         return None
     words = [str(token)] if token.type == "NAME" else []
-    before = re.findall(
-        r"[A-Za-z_][A-Za-z0-9_]*", text[max(0, token.start_pos - 40) : token.start_pos]
-    )
+    before = _word_before(text, token.start_pos)  # on the same line: never in a comment
     if before:
-        words.append(before[-1])
+        words.append(before[0])
     for word in words:
         if word in KEYWORDS:
             continue
