@@ -1,0 +1,950 @@
+"""The YAML front end: YAML (LANGUAGE.md §7) → the same AST as ``.flow``.
+
+Three stages, each stopping at its first problems, as a syntax error stops ``.flow``:
+
+1. **Load** with PyYAML's safe loader, composing the node tree (never constructing
+   objects), so every node keeps its line and column.  A tag outside YAML's core
+   schema (``!!python/object/apply:...``, ``!custom``) is E100: nothing is executed.
+   Booleans are YAML 1.2's ``true``/``false`` only; ``yes``, ``no``, ``on`` and
+   ``off`` are plain words (so a statement key ``on:`` stays the string "on").
+2. **Validate** against ``grammar/flow.schema.json`` (generated from the block
+   registry).  Each error is mapped back to the YAML node at its path.  Errors in a
+   registry block's options are re-derived by the checker's own option resolution, so
+   they read exactly as the ``.flow`` diagnostics do; structure errors are E100 (an
+   unknown key, a statement that is no statement, a keyword used as a name) or E201
+   (a missing key, a wrong type, an out-of-range literal).
+3. **Lower** to the AST.  A string where a value belongs is read with the ``.flow``
+   expression grammar: ``x`` is a name (tensor, constant or enum word), ``"2*h + 1"``
+   an integer expression, ``'"cuda:0"'`` (a ``.flow`` string, quotes included) a
+   string.  A negative YAML number lowers to ``Neg`` of a positive literal, as ``-1``
+   parses in ``.flow``.  ``op`` names are checked against the registry and the file's
+   own ``blocks:`` (E200 with "did you mean").
+
+Everything after the AST (lowering, the passes, codegen) is shared with ``.flow``, so a
+shape or consumption error points at the YAML node through the AST's spans.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import fields, is_dataclass, replace
+from functools import lru_cache
+from typing import Any
+
+import yaml as pyyaml
+
+from flowspec.diagnostics import Diagnostic
+from flowspec.syntax import ast
+from flowspec.syntax.names import did_you_mean
+from flowspec.syntax.spans import Source, Span
+
+_CORE = "tag:yaml.org,2002:"
+_ALLOWED_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
+_COLLECTION_TAGS = {_CORE + "seq", _CORE + "map"}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_STRING = re.compile(r'"([^"\\\n]|\\.)*"\Z')
+#: the most nodes a document may expand to (aliases can multiply a small file)
+MAX_NODES = 200_000
+#: the deepest nesting accepted (a little above any real spec)
+MAX_DEPTH = 100
+#: the longest expression string accepted
+MAX_EXPRESSION = 2_000
+
+
+class _Stop(Exception):
+    """Give up on this document; the diagnostics are already recorded."""
+
+
+def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
+    """Parse a YAML spec; on any error return ``(None, diagnostics)``."""
+    reader = _Reader(source)
+    try:
+        root = reader.compose()
+        instance = reader.data(root)
+    except _Stop:
+        return None, reader.diagnostics
+    if reader.diagnostics:
+        return None, reader.diagnostics
+    diags = _SchemaErrors(reader, root, instance).diagnostics()
+    if diags:
+        return None, diags
+    lowerer = _Lowerer(reader)
+    try:
+        program = lowerer.program(root)
+    except _Stop:
+        return None, lowerer.diagnostics
+    if lowerer.diagnostics:
+        return None, lowerer.diagnostics
+    return program, []
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Reader:
+    """The node tree with positions, and the plain data the schema validates."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.diagnostics: list[Diagnostic] = []
+        #: id(mapping node) → {key: (key node, value node)}
+        self.maps: dict[int, dict[str, tuple[Any, Any]]] = {}
+        self._visited = 0
+        self._constructor = pyyaml.SafeLoader("")
+
+    def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, hint=hint))
+
+    def span(self, node) -> Span:
+        start, end = node.start_mark.index, node.end_mark.index
+        # a block collection ends where the next token starts: drop the trailing blanks
+        end = start + len(self.source.text[start:end].rstrip())
+        return self.source.span(start, max(end, start))
+
+    def compose(self):
+        text = self.source.text
+        try:
+            root = pyyaml.compose(text, Loader=pyyaml.SafeLoader)
+        except pyyaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            offset = mark.index if mark is not None else 0
+            message = (e.problem or e.context or "malformed YAML").strip()
+            if e.context and e.problem:
+                message = f"{e.problem} ({e.context})"
+            self.error("E100", f"YAML syntax error: {message}", self._point(offset))
+            raise _Stop from None
+        except pyyaml.reader.ReaderError as e:
+            self.error(
+                "E100",
+                f"YAML cannot contain the character #x{e.character:04x}",
+                self._point(e.position),
+            )
+            raise _Stop from None
+        except RecursionError:
+            self.error(
+                "E100",
+                f"the YAML document nests too deeply (more than {MAX_DEPTH} levels)",
+                self._point(0),
+            )
+            raise _Stop from None
+        if root is None:
+            self.error(
+                "E201",
+                "the YAML spec is empty",
+                self._point(0),
+                hint="start it with `flowspec: 1`, then `flows:`",
+            )
+            raise _Stop
+        return root
+
+    def _point(self, offset: int) -> Span:
+        text = self.source.text
+        offset = max(0, min(offset, len(text)))
+        return self.source.span(offset, min(offset + 1, len(text)))
+
+    # ---------------------------------------------------------------- data
+
+    def data(self, node, depth: int = 0, path: frozenset[int] = frozenset()):
+        """The plain data of a node, checking tags, keys, aliases and size."""
+        self._visited += 1
+        if self._visited > MAX_NODES:
+            self.error(
+                "E100",
+                f"the YAML document expands to more than {MAX_NODES} nodes",
+                self.span(node),
+                hint="aliases (`*name`) repeat what they point at; write the spec out",
+            )
+            raise _Stop
+        if depth > MAX_DEPTH:
+            self.error(
+                "E100",
+                f"the YAML document nests too deeply (more than {MAX_DEPTH} levels)",
+                self.span(node),
+            )
+            raise _Stop
+        if id(node) in path:
+            self.error("E100", "an alias refers to a node that contains it", self.span(node))
+            raise _Stop
+        inner = path | {id(node)}
+        if isinstance(node, pyyaml.ScalarNode):
+            return self.scalar(node)
+        if node.tag not in _COLLECTION_TAGS:
+            self._bad_tag(node)
+            return None
+        if isinstance(node, pyyaml.SequenceNode):
+            return [self.data(item, depth + 1, inner) for item in node.value]
+        try:
+            self._constructor.flatten_mapping(node)  # `<<: *defaults` merge keys
+        except pyyaml.constructor.ConstructorError as e:
+            mark = e.problem_mark or node.start_mark
+            self.error("E100", f"bad merge key: {e.problem}", self._point(mark.index))
+            return None
+        pairs: dict[str, tuple[Any, Any]] = {}
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, pyyaml.ScalarNode) or key_node.tag not in (
+                _ALLOWED_TAGS | {_CORE + "bool"}
+            ):
+                self.error("E100", "a key must be a plain word", self.span(key_node))
+                continue
+            key = key_node.value  # the text as written: `on` is the key "on"
+            if key in pairs:
+                self.error(
+                    "E100",
+                    f"duplicate key `{key}`",
+                    self.span(key_node),
+                    hint="each key appears once in a mapping",
+                )
+                continue
+            pairs[key] = (key_node, value_node)
+            out[key] = self.data(value_node, depth + 1, inner)
+        self.maps[id(node)] = pairs
+        return out
+
+    def _bad_tag(self, node) -> None:
+        tag = node.tag.replace(_CORE, "!!")
+        self.error(
+            "E100",
+            f"YAML tag `{tag}` is not allowed",
+            self.span(node),
+            hint="flowspec reads plain YAML (safe_load): no tags, nothing is constructed "
+            "or executed",
+        )
+
+    def scalar(self, node):
+        """A scalar's value: YAML's core schema, with YAML 1.2 booleans."""
+        tag = node.tag
+        if tag not in _ALLOWED_TAGS and tag != _CORE + "bool":
+            self._bad_tag(node)
+            return None
+        try:
+            if tag == _CORE + "int":
+                return self._constructor.construct_yaml_int(node)
+            if tag == _CORE + "float":
+                return self._constructor.construct_yaml_float(node)
+        except (ValueError, TypeError):
+            self.error("E100", f"`{node.value}` is not a number", self.span(node))
+            return None
+        if tag == _CORE + "bool":
+            word = node.value.lower()
+            return {"true": True, "false": False}.get(word, node.value)
+        if tag == _CORE + "null":
+            return None
+        return node.value
+
+    def pairs(self, node) -> dict[str, tuple[Any, Any]]:
+        return self.maps.get(id(node), {})
+
+    def get(self, node, key: str):
+        pair = self.pairs(node).get(key)
+        return None if pair is None else pair[1]
+
+    def node_at(self, root, path) -> tuple[Any, Any]:
+        """The node at a schema error's path, and the key node of its last step."""
+        node, key_node = root, None
+        for step in path:
+            if isinstance(node, pyyaml.MappingNode):
+                pair = self.pairs(node).get(step)
+                if pair is None:
+                    break
+                key_node, node = pair
+            elif isinstance(node, pyyaml.SequenceNode) and isinstance(step, int):
+                node, key_node = node.value[step], None
+            else:
+                break
+        return node, key_node
+
+
+# --------------------------------------------------------------------- schema errors
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {'true' if value else 'false'}"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value:g}"
+    if isinstance(value, str):
+        return f'the string "{value}"'
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
+
+
+def _field(path) -> str:
+    keys = [p for p in path if isinstance(p, str)]
+    if not keys:
+        return "the spec"
+    if isinstance(path[-1], int):
+        return f"an item of `{keys[-1]}`"
+    return f"`{keys[-1]}`"
+
+
+def _noun(schema: dict) -> str:
+    """'a step' from the description "a step: {op: ...}"."""
+    text = schema.get("description", "")
+    return text.split(":")[0] if ":" in text else "this mapping"
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(_NAME.match(value)) and not _is_keyword(value)
+
+
+def _is_keyword(value: Any) -> bool:
+    from flowspec.syntax.dsl import KEYWORDS
+
+    return isinstance(value, str) and value in KEYWORDS
+
+
+class _SchemaErrors:
+    """jsonschema errors → diagnostics at the YAML nodes they concern."""
+
+    def __init__(self, reader: _Reader, root, instance) -> None:
+        self.reader = reader
+        self.root = root
+        self.instance = instance
+        self.out: list[Diagnostic] = []
+
+    def diagnostics(self) -> list[Diagnostic]:
+        from flowspec.syntax.schema import validator
+
+        typed: dict[tuple, list] = {}
+        reported: set[tuple] = set()
+        for error in validator().iter_errors(self.instance):
+            path = tuple(error.absolute_path)
+            step = self._registry_step(path)
+            if step is not None and self._is_typed(error, path, step):
+                typed.setdefault(step, []).append(error)
+                continue
+            if error.validator not in ("required", "additionalProperties"):
+                if path in reported:  # the generic and the per-op schema agree: say it once
+                    continue
+                reported.add(path)
+            self.structural(error, path)
+        for step, errors in typed.items():
+            self.typed(step, errors)
+        seen, unique = set(), []
+        for d in sorted(self.out, key=lambda d: (d.span.start, d.span.end, d.code)):
+            key = (d.code, d.span.start, d.span.end, d.message)
+            if key not in seen:
+                seen.add(key)
+                unique.append(d)
+        return unique
+
+    def _instance_at(self, path):
+        value = self.instance
+        for p in path:
+            value = value[p]
+        return value
+
+    def _registry_step(self, path) -> tuple | None:
+        """The path of the registry step an error lies in, if any."""
+        from flowspec.blocks.registry import REGISTRY
+
+        for n in range(len(path), 1, -1):
+            prefix = path[:n]
+            if prefix[-2] != "body" or not isinstance(prefix[-1], int):
+                continue
+            stmt = self._instance_at(prefix)
+            if isinstance(stmt, dict) and stmt.get("op") in REGISTRY:
+                return prefix
+            return None
+        return None
+
+    def _is_typed(self, error, path: tuple, step: tuple) -> bool:
+        """Is this an error in the options (or the arity) of a registry block?"""
+        from flowspec.syntax.schema import STEP_KEYS
+
+        if len(path) == len(step):
+            if error.validator == "additionalProperties":
+                return True
+            if error.validator == "required":
+                return not set(error.validator_value) & set(STEP_KEYS)
+            return False
+        key = path[len(step)]
+        if key == "in":  # the arity, once `in` is well formed
+            tensors = self._instance_at((*step, "in"))
+            tensors = tensors if isinstance(tensors, list) else [tensors]
+            return bool(tensors) and all(_is_name(t) for t in tensors)
+        return key not in STEP_KEYS
+
+    def emit(self, code: str, message: str, node, hint: str | None = None) -> None:
+        self.out.append(Diagnostic(code, message, self.reader.span(node), hint=hint))
+
+    # -------------------------------------------------------------- structure
+
+    def structural(self, error, path) -> None:
+        node, key_node = self.reader.node_at(self.root, path)
+        schema, value, kind = error.schema, error.instance, error.validator
+        if kind == "required":
+            for key in error.validator_value:
+                if isinstance(value, dict) and key not in value:
+                    self.missing(path, node, schema, key)
+            return
+        if kind == "additionalProperties":
+            allowed = list(schema.get("properties", {}))
+            for key in value:
+                if key not in allowed:
+                    key_node = self.reader.pairs(node)[key][0]
+                    self.emit(
+                        "E100",
+                        f"unknown key `{key}` in {_noun(schema)}",
+                        key_node,
+                        hint=did_you_mean(key, allowed)
+                        or "expected " + ", ".join(f"`{k}`" for k in allowed),
+                    )
+            return
+        if kind == "propertyNames":
+            for key in value:
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or _is_keyword(key):
+                    self.bad_name(key, self.reader.pairs(node)[key][0], "an option")
+            return
+        if kind == "anyOf" and schema.get("allOf") and isinstance(value, dict):
+            # a mapping with none of the statement keys
+            from flowspec.syntax.schema import STATEMENT_KEYS
+
+            for key in value:
+                near = did_you_mean(key, STATEMENT_KEYS)
+                if near:
+                    self.emit(
+                        "E100",
+                        f"unknown statement key `{key}`",
+                        self.reader.pairs(node)[key][0],
+                        hint=near,
+                    )
+                    return
+            self.emit(
+                "E100",
+                "not a statement: a statement has one of the keys "
+                + ", ".join(f"`{k}`" for k in STATEMENT_KEYS),
+                node,
+            )
+            return
+        if kind == "const" and path == ("flowspec",):
+            self.emit(
+                "E201",
+                f"unsupported format version {value!r}",
+                node,
+                hint="this flowspec reads `flowspec: 1`",
+            )
+            return
+        if kind == "enum" and path and path[-1] == "require":
+            from flowspec.passes.arguments import REQUIREMENTS
+
+            self.emit(
+                "E200",
+                f"unknown requirement `{value}`",
+                node,
+                hint=did_you_mean(str(value), REQUIREMENTS)
+                or "requirements: " + ", ".join(f"`{r}`" for r in REQUIREMENTS),
+            )
+            return
+        if kind == "not" and isinstance(value, dict) and "require" in value:
+            self.emit(
+                "E201",
+                f"`require {value['require']}` takes no bound",
+                self.reader.pairs(node)["max"][0],
+                hint="remove `max`",
+            )
+            return
+        if kind in ("minProperties", "maxProperties"):
+            self.emit("E201", "an option parameter is one pair `{NAME: DEFAULT}`", node)
+            return
+        if isinstance(value, str) and self._wants_name(schema) and not _is_name(value):
+            self.bad_name(value, node, "a name")
+            return
+        expected = schema.get("description") or self._expected(schema)
+        code = "E100" if self._wants_structure(schema) else "E201"
+        self.emit(code, f"{_field(path)} expects {expected}, got {_describe(value)}", node)
+
+    def missing(self, path, node, schema, key: str) -> None:
+        if not path:
+            self.emit(
+                "E201",
+                "a YAML spec needs `flowspec: 1`",
+                node,
+                hint="add `flowspec: 1` as its first line",
+            )
+            return
+        value = self._instance_at(path)
+        if key == "max" and isinstance(value, dict) and "require" in value:
+            prop = value["require"]
+            self.emit(
+                "E201",
+                f"`require {prop}` needs a bound",
+                node,
+                hint=f"write `{{require: {prop}, max: 2.0}}`",
+            )
+            return
+        hint = None
+        if key == "in":
+            hint = "name the tensor(s) it consumes, such as `in: x`"
+        self.emit("E201", f"{_noun(schema)} needs `{key}`", node, hint=hint)
+
+    def bad_name(self, text: str, node, what: str) -> None:
+        if _is_keyword(text):
+            self.emit(
+                "E100",
+                f"`{text}` is a keyword and cannot be used as a name",
+                node,
+                hint=f"rename it, for example `{text}_`",
+            )
+        else:
+            self.emit(
+                "E100",
+                f"`{text}` is not a valid name for {what}",
+                node,
+                hint="names are letters, digits and `_`, not starting with a digit",
+            )
+
+    @staticmethod
+    def _wants_name(schema: dict) -> bool:
+        """Does the schema ask for a name (or names), not for any string?"""
+        from flowspec.syntax.schema import NAME_PATTERN
+
+        if schema.get("pattern") == NAME_PATTERN:
+            return True
+        refs = [s.get("$ref", "") for s in schema.get("anyOf", ())]
+        return bool(refs) and all(r.endswith(("/name", "/names")) or not r for r in refs)
+
+    @staticmethod
+    def _wants_structure(schema: dict) -> bool:
+        return schema.get("type") == "object" or schema.get("items", {}).get("$ref", "").endswith(
+            "/statement"
+        )
+
+    @staticmethod
+    def _expected(schema: dict) -> str:
+        t = schema.get("type")
+        return {
+            "object": "a mapping",
+            "array": "a list",
+            "string": "a string",
+            "integer": "an integer",
+            "number": "a number",
+            "boolean": "true or false",
+        }.get(t if isinstance(t, str) else "", "another value")
+
+    # -------------------------------------------------------------- options
+
+    def typed(self, step_path: tuple, errors: list) -> None:
+        """Errors in a registry step: re-derived by the checker's own resolution."""
+        from flowspec.blocks.registry import REGISTRY
+
+        node, _ = self.reader.node_at(self.root, step_path)
+        step = self._instance_at(step_path)
+        kind = step["op"]
+        spec = REGISTRY[kind]
+        in_errors = [e for e in errors if tuple(e.absolute_path)[len(step_path) :][:1] == ("in",)]
+        if in_errors:
+            n = len(step["in"]) if isinstance(step["in"], list) else 1
+            many = spec.inputs is None
+            self.emit(
+                "E201",
+                f"`{kind}` takes two or more tensors, got {n}"
+                if many
+                else f"`{kind}` takes {spec.inputs} tensor(s), got {n}",
+                node,
+            )
+        rest = [e for e in errors if e not in in_errors]
+        if not rest:
+            return
+        mirrored = _mirror_options(self.reader, node, kind)
+        if mirrored:
+            self.out.extend(mirrored)
+            return
+        for error in rest:  # the schema and the registry disagree: say what the schema says
+            self.structural_fallback(error)
+
+    def structural_fallback(self, error) -> None:
+        path = tuple(error.absolute_path)
+        node, _ = self.reader.node_at(self.root, path)
+        expected = error.schema.get("description") or self._expected(error.schema)
+        self.emit(
+            "E201", f"{_field(path)} expects {expected}, got {_describe(error.instance)}", node
+        )
+
+
+def _mirror_options(reader: _Reader, step_node, kind: str) -> list[Diagnostic]:
+    """The arguments pass's own diagnostics for a step's literal options."""
+    from flowspec.blocks.registry import REGISTRY
+    from flowspec.ir.graph import Node, RawArg
+    from flowspec.passes.arguments import resolve_node
+    from flowspec.syntax.schema import STEP_KEYS
+
+    spec = REGISTRY[kind]
+    known = {o.name for o in spec.options}
+    lowerer = _Lowerer(reader)
+    pairs = reader.pairs(step_node)
+    args = []
+    for key, (key_node, value_node) in pairs.items():
+        if key in STEP_KEYS:
+            continue
+        key_span, value_span = reader.span(key_node), reader.span(value_node)
+        whole = key_span.to(value_span)
+        if key not in known:
+            args.append(RawArg(key, None, whole, key_span, value_span))
+            continue
+        try:
+            value = _literal(lowerer.value(value_node))
+        except (_Stop, _NotLiteral):
+            continue
+        args.append(RawArg(key, value, whole, key_span, value_span))
+    op_node = reader.get(step_node, "op")
+    node = Node("yaml", kind, reader.span(step_node), reader.span(op_node), args=tuple(args))
+    _, diags = resolve_node(node)
+    out = []
+    for d in diags:
+        needs = re.match(r"`[^`]*` needs the option `([^`]*)`", d.message)
+        if needs and needs[1] in pairs:
+            continue  # present but not a literal (a constant): the checker will see it
+        if d.code == "E200" and "has no option" in d.message:
+            key = d.message.split("`")[-2]
+            near = did_you_mean(key, STEP_KEYS)
+            if near:
+                d = replace(d, hint=near)
+            elif d.hint and d.hint.startswith("options:"):
+                d = replace(d, hint=d.hint.replace("options:", "options of this op:"))
+        if needs:
+            d = replace(d, hint=f"add `{needs[1]}: ...` to the step")
+        out.append(d)
+    return out
+
+
+class _NotLiteral(Exception):
+    pass
+
+
+def _literal(value: ast.Value) -> Any:
+    """A value the registry can resolve without a scope, as lowering would evaluate it."""
+    from flowspec.blocks.types import Raw
+
+    if isinstance(value, (ast.Int, ast.Float, ast.Bool, ast.String)):
+        return value.value
+    if isinstance(value, ast.Neg):
+        inner = _literal(value.operand)
+        if isinstance(inner, bool) or not isinstance(inner, (int, float)):
+            raise _NotLiteral
+        return -inner
+    if isinstance(value, ast.ListValue):
+        return [_literal(v) for v in value.items]
+    if isinstance(value, ast.Call):
+        options = []
+        for arg in value.args:
+            try:
+                options.append((arg.key.id, _literal(arg.value), arg.span))
+            except _NotLiteral:
+                continue  # a constant: the checker resolves it; leave it to its default
+        return Raw(value.kind.id, tuple(options), value.span)
+    raise _NotLiteral  # names may be constants, expressions need a scope
+
+
+# -------------------------------------------------------------------------- lowering
+
+
+@lru_cache(maxsize=1)
+def _expression_parser():
+    from importlib import resources
+
+    from lark import Lark
+
+    from flowspec.syntax.dsl import _BracketNewlines
+
+    grammar = resources.files("flowspec.grammar").joinpath("flow.lark").read_text("utf-8")
+    return Lark(
+        grammar,
+        start="expr",
+        parser="lalr",
+        lexer="basic",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        postlex=_BracketNewlines(),
+    )
+
+
+def _relocate(node, move):
+    """A copy of an AST with every span passed through ``move``."""
+    if isinstance(node, tuple):
+        return tuple(_relocate(n, move) for n in node)
+    if isinstance(node, Span):
+        return move(node)
+    if is_dataclass(node):
+        return replace(
+            node, **{f.name: _relocate(getattr(node, f.name), move) for f in fields(node)}
+        )
+    return node
+
+
+class _Lowerer:
+    """YAML nodes (already validated) → AST nodes with the YAML spans."""
+
+    def __init__(self, reader: _Reader) -> None:
+        self.reader = reader
+        self.source = reader.source
+        self.diagnostics: list[Diagnostic] = []
+        self.block_names: set[str] = set()
+
+    def span(self, node) -> Span:
+        return self.reader.span(node)
+
+    def pair_span(self, key_node, value_node) -> Span:
+        return self.span(key_node).to(self.span(value_node))
+
+    def get(self, node, key: str):
+        return self.reader.get(node, key)
+
+    def name(self, node) -> ast.Name:
+        return ast.Name(node.value, self.span(node))
+
+    def names(self, node) -> tuple[ast.Name, ...]:
+        if isinstance(node, pyyaml.SequenceNode):
+            return tuple(self.name(n) for n in node.value)
+        return (self.name(node),)
+
+    # ------------------------------------------------------------- program
+
+    def program(self, root) -> ast.Program:
+        items: list = []
+        blocks = self.get(root, "blocks")
+        if blocks is not None:
+            self.block_names = {self.get(b, "name").value for b in blocks.value}
+        for key in self.reader.pairs(root):  # keep the order the file gives
+            if key == "blocks":
+                items.extend(self.block(n) for n in blocks.value)
+            elif key == "flows":
+                items.extend(self.flow(n) for n in self.get(root, "flows").value)
+        return ast.Program(tuple(items), self.span(root))
+
+    def flow(self, node) -> ast.Flow:
+        body: list = []
+        pairs = self.reader.pairs(node)
+        if "input" in pairs:
+            key_node, value = pairs["input"]
+            shape = self.get(value, "shape")
+            body.append(
+                ast.InputStmt(
+                    self.name(self.get(value, "name")),
+                    tuple(self.value(n) for n in shape.value),
+                    self.pair_span(key_node, value),
+                )
+            )
+        for key, stmt in (("latent", ast.LatentStmt), ("dequantize", ast.DequantizeStmt)):
+            if key in pairs:
+                key_node, value = pairs[key]
+                body.append(stmt(self.value(value), self.pair_span(key_node, value)))
+        if "body" in pairs:
+            body.extend(self.body(pairs["body"][1]))
+        if "output" in pairs:
+            key_node, value = pairs["output"]
+            body.append(ast.OutputStmt(self.names(value), self.pair_span(key_node, value)))
+        return ast.Flow(self.name(self.get(node, "name")), tuple(body), self.span(node))
+
+    def block(self, node) -> ast.BlockDef:
+        params = []
+        for p in getattr(self.get(node, "params"), "value", ()):
+            if isinstance(p, pyyaml.ScalarNode):
+                params.append(ast.Param(self.name(p), None, self.span(p)))
+            else:
+                ((key, (key_node, value)),) = self.reader.pairs(p).items()
+                params.append(
+                    ast.Param(
+                        ast.Name(key, self.span(key_node)),
+                        self.value(value),
+                        self.pair_span(key_node, value),
+                    )
+                )
+        body = list(self.body(self.get(node, "body")))
+        pairs = self.reader.pairs(node)
+        if "return" in pairs:
+            key_node, value = pairs["return"]
+            body.append(ast.ReturnStmt(self.names(value), self.pair_span(key_node, value)))
+        return ast.BlockDef(
+            self.name(self.get(node, "name")), tuple(params), tuple(body), self.span(node)
+        )
+
+    def body(self, node) -> tuple:
+        if node is None:
+            return ()
+        return tuple(self.statement(n) for n in node.value)
+
+    # ---------------------------------------------------------- statements
+
+    def statement(self, node):
+        from flowspec.syntax.schema import STATEMENT_KEYS
+
+        pairs = self.reader.pairs(node)
+        key = next(k for k in STATEMENT_KEYS if k in pairs)
+        value = pairs[key][1]
+        span = self.span(node)
+        if key == "op":
+            return self.step(node)
+        if key == "let":
+            return ast.LetStmt(self.name(value), self.value(self.get(node, "value")), span)
+        if key == "repeat":
+            index = self.get(node, "as")
+            return ast.RepeatStmt(
+                self.value(value),
+                None if index is None else self.name(index),
+                self.body(self.get(node, "body")),
+                span,
+            )
+        if key == "on":
+            device = ast.String(str(value.value), self.span(value))
+            return ast.OnStmt(device, self.body(self.get(node, "body")), span)
+        if key == "input":
+            shape = self.get(node, "shape")
+            return ast.InputStmt(self.name(value), tuple(self.value(n) for n in shape.value), span)
+        if key == "latent":
+            return ast.LatentStmt(self.value(value), span)
+        if key == "dequantize":
+            return ast.DequantizeStmt(self.value(value), span)
+        if key == "require":
+            bound = self.get(node, "max")
+            return ast.RequireStmt(
+                self.name(value), None if bound is None else self.value(bound), span
+            )
+        if key == "output":
+            return ast.OutputStmt(self.names(value), span)
+        return ast.ReturnStmt(self.names(value), span)
+
+    def step(self, node) -> ast.Assign:
+        from flowspec.blocks.registry import REGISTRY
+        from flowspec.syntax.schema import STEP_KEYS
+
+        op = self.get(node, "op")
+        kind = self.name(op)
+        if kind.id not in REGISTRY and kind.id not in self.block_names:
+            candidates = [*REGISTRY, *sorted(self.block_names)]
+            self.diagnostics.append(
+                Diagnostic(
+                    "E200",
+                    f"unknown block kind `{kind.id}`",
+                    kind.span,
+                    hint=did_you_mean(kind.id, candidates),
+                )
+            )
+        inputs = self.names(self.get(node, "in"))
+        args = [ast.Arg(None, ast.Ref(n.id, n.span), n.span) for n in inputs]
+        for key, (key_node, value) in self.reader.pairs(node).items():
+            if key in STEP_KEYS:
+                continue
+            args.append(
+                ast.Arg(
+                    ast.Name(key, self.span(key_node)),
+                    self.value(value),
+                    self.pair_span(key_node, value),
+                )
+            )
+        out = self.get(node, "out")
+        targets = inputs if out is None else self.names(out)
+        span = self.span(node)
+        return ast.Assign(targets, ast.Call(kind, tuple(args), span), span)
+
+    # --------------------------------------------------------------- values
+
+    def value(self, node) -> ast.Value:
+        span = self.span(node)
+        if isinstance(node, pyyaml.SequenceNode):
+            return ast.ListValue(tuple(self.value(n) for n in node.value), span)
+        if isinstance(node, pyyaml.MappingNode):
+            args = []
+            for key, (key_node, value) in self.reader.pairs(node).items():
+                if key == "kind":
+                    continue
+                args.append(
+                    ast.Arg(
+                        ast.Name(key, self.span(key_node)),
+                        self.value(value),
+                        self.pair_span(key_node, value),
+                    )
+                )
+            return ast.Call(self.name(self.get(node, "kind")), tuple(args), span)
+        value = self.reader.scalar(node)
+        if isinstance(value, bool):
+            return ast.Bool(value, span)
+        if isinstance(value, int):
+            if value < 0:
+                return ast.Neg(ast.Int(-value, span), span)
+            return ast.Int(value, span)
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                self.fail("E201", f"`{node.value}`: numbers must be finite", node)
+            if math.copysign(1.0, value) < 0:
+                return ast.Neg(ast.Float(-value, span), span)
+            return ast.Float(value, span)
+        if value is None:
+            self.fail("E201", "expected a value, got nothing (null)", node)
+        return self.text_value(str(value), node)
+
+    def fail(self, code: str, message: str, node, hint: str | None = None):
+        self.diagnostics.append(Diagnostic(code, message, self.span(node), hint=hint))
+        raise _Stop
+
+    def text_value(self, text: str, node) -> ast.Value:
+        """A string where a value belongs, read as ``.flow`` would read it."""
+        from flowspec.syntax.dsl import KEYWORDS, _ToAst, _unquote, syntax_error
+
+        span = self.span(node)
+        if _NAME.match(text) and text not in KEYWORDS:
+            return ast.Ref(text, self._inner(node, text, 0, len(text)) or span)
+        if text.startswith('"'):
+            if not _STRING.match(text):
+                self.fail(
+                    "E100",
+                    f'`{text}` is not a string: it starts with `"` but does not end with one',
+                    node,
+                    hint="a string value is written with its .flow quotes: '\"cuda:0\"'",
+                )
+            return ast.String(_unquote(text), span)
+        if not text.strip():
+            self.fail("E201", "expected a value, got an empty string", node)
+        if len(text) > MAX_EXPRESSION:
+            self.fail("E100", f"expression longer than {MAX_EXPRESSION} characters", node)
+        from lark.exceptions import UnexpectedInput
+
+        inner = Source(self.source.path, text)
+        base = self._base(node, text)
+
+        def move(s: Span) -> Span:
+            if base is None:
+                return span
+            return self.source.span(base + s.start, base + s.end)
+
+        try:
+            tree = _expression_parser().parse(text)
+            value = _ToAst(inner).transform(tree)
+        except UnexpectedInput as err:
+            d = syntax_error(inner, err)
+            message = d.message.replace("end of file", "end of the value")
+            self.diagnostics.append(
+                Diagnostic(
+                    "E100",
+                    f"cannot read `{text}` as a value: {message}",
+                    move(d.span),
+                    hint=d.hint
+                    or 'a value here is a name, an integer expression such as "2*h + 1", '
+                    "or a string in .flow quotes such as '\"cuda:0\"'",
+                )
+            )
+            raise _Stop from None
+        except RecursionError:
+            self.fail("E100", "the expression nests too deeply", node)
+        return _relocate(value, move)
+
+    def _base(self, node, text: str) -> int | None:
+        """Where a scalar's text starts in the file, if it is written as it reads."""
+        start, end = node.start_mark.index, node.end_mark.index
+        raw = self.source.text[start:end]
+        if raw == text:
+            return start
+        if len(raw) >= 2 and raw[0] in "'\"" and raw[1:-1] == text:
+            return start + 1
+        return None
+
+    def _inner(self, node, text: str, start: int, end: int) -> Span | None:
+        base = self._base(node, text)
+        return None if base is None else self.source.span(base + start, base + end)
