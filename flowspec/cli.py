@@ -4,6 +4,8 @@
     flowspec compile SPEC -o model.py [--flow NAME]
     flowspec summary SPEC [--flow NAME]
     flowspec graph SPEC -o FILE.dot|.svg|.png [--flow NAME]
+    flowspec fmt FILE... [--check]
+    flowspec convert FILE --to yaml|flow [-o OUT]
 
 Exit codes: 0 clean (or warnings only), 1 errors (or warnings with ``--strict``),
 2 usage errors and internal crashes.  ``main`` is the one exit point.
@@ -120,6 +122,67 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fmt(args: argparse.Namespace) -> int:
+    """Rewrite .flow files in their canonical layout; ``--check`` shows a diff instead."""
+    import difflib
+
+    from flowspec.syntax.fmt import format_source
+
+    status, stale = EXIT_OK, []
+    for path in args.files:
+        if not path.endswith(".flow"):
+            raise UsageError(f"{path}: fmt formats .flow files (YAML: `flowspec convert`)")
+        source = _read(path).source
+        text, diags = format_source(source)
+        if text is None:
+            sys.stderr.write(render_text(diags, {source.path: source}))
+            status = EXIT_ERRORS
+        elif text != source.text:
+            stale.append(path)
+            if args.check:
+                old = [
+                    line if line.endswith("\n") else line + "\n"
+                    for line in source.text.splitlines(True)
+                ]
+                sys.stdout.writelines(
+                    difflib.unified_diff(old, text.splitlines(True), path, f"{path} (formatted)")
+                )
+            else:
+                Path(path).write_text(text, encoding="utf-8")
+                print(f"reformatted {path}")
+    if args.check and stale:
+        sys.stderr.write(f"{len(stale)} file(s) would be reformatted\n")
+        return EXIT_ERRORS
+    return status
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """A spec in the other syntax: .flow ↔ YAML, lossless except comments."""
+    from flowspec.driver import is_yaml
+    from flowspec.syntax.fmt import format_program
+    from flowspec.syntax.to_yaml import ConversionError, to_yaml
+
+    comp = _read(args.file)
+    program, diags = comp.parsed
+    if program is None:
+        sys.stderr.write(render_text(diags, comp.sources))
+        return EXIT_ERRORS
+    try:
+        if args.to == "yaml":
+            text = to_yaml(program)
+        else:  # from .flow this is `fmt`, comments kept
+            text = format_program(program, None if is_yaml(comp.source) else comp.source)
+    except ConversionError as e:
+        sys.stderr.write(render_text([e.diagnostic], comp.sources))
+        return EXIT_ERRORS
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="flowspec", description="A compiler for normalizing flows.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -147,6 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--flow")
     p.set_defaults(run=cmd_graph)
+
+    p = sub.add_parser("fmt", help="rewrite .flow files in the canonical layout")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--check", action="store_true", help="only show a diff; exit 1 if any")
+    p.set_defaults(run=cmd_fmt)
+
+    p = sub.add_parser("convert", help="convert a spec between .flow and YAML")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--to", choices=("yaml", "flow"), required=True)
+    p.add_argument("-o", "--output", help="output file (default: standard output)")
+    p.set_defaults(run=cmd_convert)
     return parser
 
 
