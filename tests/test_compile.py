@@ -90,7 +90,7 @@ def test_round_trip_and_shapes(spec):
     assert ladj.shape == (8,)
     x_back, ladj_inv = flow.inverse(z)
     assert x_back.shape == x.shape
-    tol = 1e-5 if "ode" in spec.read_text() else 1e-8
+    tol = 1e-5 if "ode(" in spec.read_text() else 1e-8
     assert torch.allclose(x_back, x, atol=tol, rtol=0), (x_back - x).abs().max()
     if not _stochastic(spec):
         assert torch.allclose(ladj_inv, -ladj, atol=tol, rtol=0)
@@ -104,7 +104,7 @@ def test_ladj_matches_brute_force_jacobian(spec):
     exact = brute_force_ladj(flow, x)
     if not _stochastic(spec):
         _, ladj = flow(x)
-        tol = 1e-4 if "ode" in spec.read_text() else 1e-7
+        tol = 1e-4 if "ode(" in spec.read_text() else 1e-7
         assert torch.allclose(ladj, exact, atol=tol, rtol=0), (ladj - exact).abs().max()
         return
     # stochastic estimators: the mean of many estimates within a few standard errors
@@ -116,16 +116,19 @@ def test_ladj_matches_brute_force_jacobian(spec):
 def test_fused_and_value_only_paths_agree(spec):
     flow = prepared(spec)
     x = data_for(flow, 4)
+    # an adaptive ODE solver steps differently with and without the log-det state, so
+    # the two paths agree to the solver's tolerance there, and to rounding elsewhere
+    tol = 1e-5 if "ode(" in spec.read_text() else 1e-10
     torch.manual_seed(3)
     z, _ = flow(x)
     torch.manual_seed(3)
     z2 = flow.transform(x)
-    assert torch.allclose(flat(z), flat(z2), atol=1e-10)
+    assert torch.allclose(flat(z), flat(z2), atol=tol)
     torch.manual_seed(4)
     x1, _ = flow.inverse(z)
     torch.manual_seed(4)
     x2 = flow.inverse_transform(z)
-    assert torch.allclose(x1, x2, atol=1e-10)
+    assert torch.allclose(x1, x2, atol=tol)
 
 
 def test_log_prob_is_base_plus_ladj_and_sampling_shape(spec):
