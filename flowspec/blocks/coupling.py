@@ -16,6 +16,7 @@ concatenated; a ``conv``/``resnet`` reads them stacked along channels.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -207,8 +208,12 @@ def _log_scale_exp(h: Tensor) -> Tensor:
     return h
 
 
+#: log σ(2): ``scale=sigmoid`` divides by σ(2) so that h = 0 is the identity
+_LOG_SIGMOID_2 = math.log(1.0 / (1.0 + math.exp(-2.0)))
+
+
 def _log_scale_sigmoid(h: Tensor) -> Tensor:
-    return F.logsigmoid(h + 2.0)
+    return F.logsigmoid(h + 2.0) - _LOG_SIGMOID_2
 
 
 def _log_scale_softclamp(h: Tensor) -> Tensor:
@@ -216,7 +221,7 @@ def _log_scale_softclamp(h: Tensor) -> Tensor:
 
 
 def _scale_sigmoid(h: Tensor) -> Tensor:
-    return torch.sigmoid(h + 2.0)
+    return torch.sigmoid(h + 2.0) * math.exp(-_LOG_SIGMOID_2)
 
 
 _LOG_SCALES: dict[str, Callable[[Tensor], Tensor]] = {
@@ -230,9 +235,10 @@ class AffineCoupling(Coupling):
     """Affine coupling: y_a = x_a, y_b = x_b · s(x_a) + t(x_a).
 
     Math: with the conditioner's h = net(x_a) and the ``scale`` rule
-    ``exp``: s = exp(h) (Real NVP); ``sigmoid``: s = σ(h + 2) (Glow), so s ∈ (0, 1) and
-    starts near 0.88; ``softclamp``: log s = c·tanh(h / c) with c = ``SOFTCLAMP`` = 2, so
-    s ∈ (e⁻², e²) and s = exp(h) for small h.  ladj = Σ log s over x_b; inverse
+    ``exp``: s = exp(h) (Real NVP); ``sigmoid``: s = σ(h + 2)/σ(2) (Glow's σ(h + 2), scaled
+    so that the zero-initialised net starts at the identity), s ∈ (0, 1.135);
+    ``softclamp``: log s = c·tanh(h / c) with c = ``SOFTCLAMP`` = 2, so s ∈ (e⁻², e²) and
+    s = exp(h) for small h.  ladj = Σ log s over x_b; inverse
     x_b = (y_b − t(y_a)) / s(y_a).
 
     References: Dinh, Sohl-Dickstein, Bengio 2017, Density estimation using Real NVP,
