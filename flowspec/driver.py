@@ -27,13 +27,18 @@ def load_source(spec: str | Path) -> Source:
     """A path to a spec file, or the spec's text itself."""
     if isinstance(spec, Path):
         return Source(str(spec), spec.read_text(encoding="utf-8"))
-    if (
-        "\n" not in spec
-        and "{" not in spec
-        and (spec.endswith(SPEC_SUFFIXES) or Path(spec).is_file())
-    ):
+    if "\n" not in spec and "{" not in spec and (spec.endswith(SPEC_SUFFIXES) or _is_file(spec)):
         return Source(spec, Path(spec).read_text(encoding="utf-8"))
     return Source("<string>", spec)
+
+
+def _is_file(text: str) -> bool:
+    """Does ``text`` name an existing file?  Spec text that cannot be a path (too long
+    for the file system, a NUL character) is not one."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def is_yaml(source: Source) -> bool:
