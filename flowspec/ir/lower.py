@@ -509,8 +509,20 @@ def lower(program: ast.Program) -> tuple[list[FlowGraph], list[Diagnostic]]:
     """Lower every flow of a program.  Returns the graphs and lowering diagnostics."""
     lowerer = _Lowerer(program)
     seen: dict[str, ast.Flow] = {}
+    first_block: dict[str, ast.BlockDef] = {}
     for item in program.items:
         name = item.name.id
+        if isinstance(item, ast.BlockDef):
+            if name in first_block:
+                lowerer.error(
+                    "E201",
+                    f"block `{name}` is defined twice",
+                    item.name.span,
+                    labels=(Label(first_block[name].name.span, "first defined here"),),
+                    hint="rename one of them",
+                )
+            else:
+                first_block[name] = item
         if isinstance(item, ast.BlockDef) and name in REGISTRY:
             lowerer.error(
                 "E201",
