@@ -57,7 +57,10 @@ def sigma_max(weight: Tensor) -> float:
     """σ₁ of a matrix by a float64 SVD (the exact value up to ~1e-15 relative)."""
     if weight.numel() == 0:
         return 0.0
-    return float(torch.linalg.matrix_norm(weight.detach().double(), ord=2))
+    w = weight.detach()
+    if w.device.type == "mps":  # no float64 there
+        w = w.cpu()
+    return float(torch.linalg.matrix_norm(w.double(), ord=2))
 
 
 def certified_sigma(weight: Tensor) -> float:
