@@ -42,7 +42,7 @@ from flowspec.blocks.types import (
 )
 from flowspec.syntax.dsl import KEYWORDS
 
-SCHEMA_ID = "https://flowspec.dev/schema/flow.schema.json"
+SCHEMA_ID = "urn:flowspec:schema:flow:1"
 SCHEMA_FILE = "flow.schema.json"
 
 _KW = "|".join(sorted(KEYWORDS))

@@ -355,6 +355,14 @@ class _SchemaErrors:
             return None
         return None
 
+    def _located(self, path):
+        """The node an error at ``path`` points at: a value left empty points at its key."""
+        node, key_node = self.reader.node_at(self.root, path)
+        empty = isinstance(node, pyyaml.ScalarNode) and node.tag == _CORE + "null"
+        if empty and not node.value and key_node is not None:
+            return key_node
+        return node
+
     def _is_typed(self, error, path: tuple, step: tuple) -> bool:
         """Is this an error in the options (or the arity) of a registry block?"""
         from flowspec.syntax.schema import STEP_KEYS
@@ -378,7 +386,7 @@ class _SchemaErrors:
     # -------------------------------------------------------------- structure
 
     def structural(self, error, path) -> None:
-        node, key_node = self.reader.node_at(self.root, path)
+        node = self._located(path)
         schema, value, kind = error.schema, error.instance, error.validator
         if kind == "required":
             for key in error.validator_value:
@@ -444,6 +452,10 @@ class _SchemaErrors:
             )
             return
         if kind == "not" and isinstance(value, dict) and "require" in value:
+            from flowspec.passes.arguments import REQUIREMENTS
+
+            if value["require"] not in REQUIREMENTS:
+                return  # the unknown property is the error
             self.emit(
                 "E201",
                 f"`require {value['require']}` takes no bound",
@@ -456,6 +468,9 @@ class _SchemaErrors:
             return
         if isinstance(value, str) and self._wants_name(schema) and not _is_name(value):
             self.bad_name(value, node, "a name")
+            return
+        if not path:
+            self.emit("E100", "a YAML spec is a mapping that starts with `flowspec: 1`", node)
             return
         expected = schema.get("description") or self._expected(schema)
         code = "E100" if self._wants_structure(schema) else "E201"
@@ -496,7 +511,7 @@ class _SchemaErrors:
         else:
             self.emit(
                 "E100",
-                f"`{text}` is not a valid name for {what}",
+                f"`{text}` is not a valid name" + ("" if what == "a name" else f" for {what}"),
                 node,
                 hint="names are letters, digits and `_`, not starting with a digit",
             )
@@ -557,12 +572,18 @@ class _SchemaErrors:
         if mirrored:
             self.out.extend(mirrored)
             return
-        for error in rest:  # the schema and the registry disagree: say what the schema says
-            self.structural_fallback(error)
+        seen = set()
+        # the registry resolved nothing: say what the schema says, the op's own rule first
+        rest.sort(key=lambda e: "additionalProperties" in e.absolute_schema_path)
+        for error in rest:
+            path = tuple(error.absolute_path)
+            if path not in seen:
+                seen.add(path)
+                self.structural_fallback(error)
 
     def structural_fallback(self, error) -> None:
         path = tuple(error.absolute_path)
-        node, _ = self.reader.node_at(self.root, path)
+        node = self._located(path)
         expected = error.schema.get("description") or self._expected(error.schema)
         self.emit(
             "E201", f"{_field(path)} expects {expected}, got {_describe(error.instance)}", node
@@ -920,12 +941,13 @@ class _Lowerer:
         except UnexpectedInput as err:
             d = syntax_error(inner, err)
             message = d.message.replace("end of file", "end of the value")
+            hint = d.hint and d.hint.replace("end of file", "the end of the value")
             self.diagnostics.append(
                 Diagnostic(
                     "E100",
                     f"cannot read `{text}` as a value: {message}",
                     move(d.span),
-                    hint=d.hint
+                    hint=hint
                     or 'a value here is a name, an integer expression such as "2*h + 1", '
                     "or a string in .flow quotes such as '\"cuda:0\"'",
                 )
