@@ -150,7 +150,7 @@ class _Comments:
     """Comments attached to nodes (by ``id``) and to containers (by ``(id, role)``)."""
 
     leading: dict[int, list] = field(default_factory=dict)  # texts and BLANKs
-    trailing: dict[int, list[str]] = field(default_factory=dict)
+    trailing: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # (offset, text)
     header: dict[tuple, list[str]] = field(default_factory=dict)
     dangling: dict[tuple, list] = field(default_factory=dict)
     #: containers (by key) that hold a comment anywhere inside: they must wrap
@@ -298,15 +298,15 @@ class _Attacher:
             before = [ch for ch in box.children if ch.span.end <= c.start]
             prev = before[-1] if before else None
             if prev is not None and (prev.span.end_line == c.line or c.line != box.open_line):
-                self.c.trailing.setdefault(id(prev), []).append(c.text)
+                self.c.trailing.setdefault(id(prev), []).append((c.start, c.text))
             else:
                 self.c.header.setdefault(box.key, []).append(c.text)
         previous_line = box.open_line
         for child in box.children:
             own = leading.get(id(child), [])
             self.c.leading[id(child)] = self.gap(previous_line, child.span.line, own, box.body)
-            if id(child) in by_child:
-                self.slot(child, by_child[id(child)])
+            if id(child) in by_child or box.body:  # bodies keep their blank lines
+                self.slot(child, by_child.get(id(child), []))
             previous_line = child.span.end_line
         if dangling or box.body:
             self.c.dangling[box.key] = self.gap(previous_line, box.close_line, dangling, box.body)
@@ -319,12 +319,12 @@ class _Attacher:
             box = next((b for b in boxes if b.start <= c.start < b.end), None)
             if box is None:
                 self.hold()
-                self.c.trailing.setdefault(id(node), []).append(c.text)
+                self.c.trailing.setdefault(id(node), []).append((c.start, c.text))
             else:
                 inner.setdefault(id(box), []).append(c)
         for box in boxes:
-            if id(box) in inner:
-                self.attach(box, inner[id(box)])
+            if id(box) in inner or box.body:
+                self.attach(box, inner.get(id(box), []))
 
     def hold(self) -> None:
         for box in self.stack:
@@ -350,6 +350,8 @@ class _Attacher:
 class _Printer:
     def __init__(self, comments: _Comments) -> None:
         self.c = comments
+        #: the width of the comment after the line being laid out (read once)
+        self.comment = 0
 
     # ---------------------------------------------------------- structure
 
@@ -401,12 +403,21 @@ class _Printer:
         for i, stmt in enumerate(statements):
             lead = _strip_blanks(self.c.leading.get(id(stmt), []), start=i == 0)
             lines.extend(_comment_lines(lead, pad))
+            self.comment = self.trailing_width(stmt)
             lines.extend(self.with_trailing(stmt, self.statement(stmt, indent)))
         return lines
 
+    def trailing_width(self, node) -> int:
+        """The width of the comment that will follow a node's last line."""
+        trailing = self.trailing(node)
+        return 2 + len(trailing[-1]) if trailing else 0
+
+    def trailing(self, node) -> list[str]:
+        return [text for _, text in sorted(self.c.trailing.get(id(node), []))]
+
     def with_trailing(self, node, lines: list[str]) -> list[str]:
         """Append a node's trailing comment; earlier ones go on lines of their own."""
-        trailing = self.c.trailing.get(id(node), [])
+        trailing = self.trailing(node)
         if not trailing:
             return lines
         pad = re.match(r"[ ]*", lines[0])[0]
@@ -480,16 +491,21 @@ class _Printer:
     def bracketed(self, indent, head, items, tail, key, item_lines, flat) -> list[str]:
         pad = INDENT * indent
         one_line = pad + head + ", ".join(flat(i) for i in items) + tail
-        if key not in self.c.holding and len(one_line) <= WIDTH:
+        # a trailing comment counts, unless wrapping would not make room for it either
+        comment, self.comment = self.comment, 0
+        if key not in self.c.holding and (
+            len(one_line) + comment <= WIDTH
+            or (len(one_line) <= WIDTH and len(pad + tail) + comment > WIDTH)
+            or not items
+        ):
             return [one_line]
-        if not items and key not in self.c.holding:
-            return [one_line]  # nothing to wrap
         header = self.c.header.get(key, [])
         first = pad + head + ("  " + header[0] if header else "")
         inner_pad = INDENT * (indent + 1)
         lines = [first, *_comment_lines(header[1:], inner_pad)]
         for item in items:
             lines.extend(_comment_lines(self.c.leading.get(id(item), []), inner_pad))
+            self.comment = self.trailing_width(item)
             lines.extend(self.with_trailing(item, item_lines(item, indent + 1)))
         lines.extend(_comment_lines(self.c.dangling.get(key, []), inner_pad))
         lines.append(pad + tail)

@@ -41,6 +41,8 @@ WIDTH = 99
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 #: words other YAML readers (YAML 1.1) take for booleans or null: always quoted
 _SPECIAL = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
+#: characters YAML reads as line breaks inside a scalar (and folds)
+_BREAKS = re.compile("[\x85\u2028\u2029]")
 _PRINTABLE = re.compile("[\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*\\Z")
 
 
@@ -240,7 +242,7 @@ def _scalar(value: Any, key: bool = False) -> str:
     text = str(value)
     if _PLAIN.match(text) and (text.lower() not in _SPECIAL or (key and text == "on")):
         return text
-    if _PRINTABLE.match(text) and text.startswith('"'):
+    if _PRINTABLE.match(text) and not _BREAKS.search(text) and text.startswith('"'):
         return "'" + text.replace("'", "''") + "'"
     return _double_quoted(text)
 
@@ -267,7 +269,7 @@ def _double_quoted(text: str) -> str:
             out.append("\\n")
         elif ch == "\t":
             out.append("\\t")
-        elif _PRINTABLE.match(ch) and ch != "\x85":
+        elif _PRINTABLE.match(ch) and not _BREAKS.match(ch):
             out.append(ch)
         elif ord(ch) <= 0xFF:
             out.append(f"\\x{ord(ch):02x}")
