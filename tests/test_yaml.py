@@ -364,6 +364,9 @@ def test_anchors_aliases_and_merge_keys():
     program = parse(text)
     steps = program.flows[0].body[1:-1]
     assert steps[0] == steps[2]
+    overridden = parse(flow_yaml("&s {op: reverse, in: x}", "{<<: *s, in: x, out: y}"))
+    assert [t.id for t in overridden.flows[0].body[2].targets] == ["y"]
+    assert check(flow_yaml("{<<: {op: reverse}, in: x, in: x}")).errors[0].code == "E100"
     assert [a.key.id for a in steps[3].call.args[1:]] == ["net", "mask"]
     assert steps[4].call.args[1].value == steps[0].call.args[1].value
 

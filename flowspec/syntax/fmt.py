@@ -9,9 +9,10 @@ idempotent, and parsing the output gives the same AST (spans aside):
 - ``key=value`` without spaces, a space after every comma, spaces around binary
   operators, the fewest parentheses that keep an expression's tree;
 - numbers in their shortest form (``1e-5``, ``0.97``), strings with double quotes;
-- a call, list, shape or parameter list longer than 99 columns is wrapped one item
-  per line with a trailing comma, outermost first; items that still do not fit wrap
-  in turn.
+- a call, list, shape or parameter list longer than 99 columns (its trailing comment
+  included, when wrapping makes room for it) is wrapped one item per line with a
+  trailing comma, outermost first; items that still do not fit wrap in turn; a
+  wrapped group that fits again is joined.
 
 Comments are not in the AST; they are attached by position.  A comment on its own
 line belongs to the statement (or argument, list item, parameter) that follows it,

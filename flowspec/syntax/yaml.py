@@ -91,6 +91,7 @@ class _Reader:
         #: id(mapping node) → {key: (key node, value node)}
         self.maps: dict[int, dict[str, tuple[Any, Any]]] = {}
         self._visited = 0
+        self._own: dict[int, set[int]] = {}
         self._constructor = pyyaml.SafeLoader("")
 
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
@@ -174,6 +175,9 @@ class _Reader:
             return None
         if isinstance(node, pyyaml.SequenceNode):
             return [self.data(item, depth + 1, inner) for item in node.value]
+        if id(node) not in self._own:  # the keys written here, before merges add theirs
+            self._own[id(node)] = {id(k) for k, _ in node.value if k.tag != _CORE + "merge"}
+        own = self._own[id(node)]
         try:
             self._constructor.flatten_mapping(node)  # `<<: *defaults` merge keys
         except pyyaml.constructor.ConstructorError as e:
@@ -189,6 +193,9 @@ class _Reader:
                 self.error("E100", "a key must be a plain word", self.span(key_node))
                 continue
             key = key_node.value  # the text as written: `on` is the key "on"
+            if key in pairs and (id(key_node) not in own or id(pairs[key][0]) not in own):
+                del pairs[key]  # a merged key gives way to a later one, as in YAML
+                del out[key]
             if key in pairs:
                 self.error(
                     "E100",
