@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import flowspec
 from flowspec.blocks.registry import REGISTRY
@@ -27,6 +30,7 @@ from flowspec.syntax import ast, dsl
 from flowspec.syntax import yaml as yaml_front
 from flowspec.syntax.schema import build_schema, dumps, load_schema, schema_path, validator
 from flowspec.syntax.spans import Source
+from flowspec.syntax.to_yaml import to_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -765,3 +769,55 @@ def test_deep_nesting_is_refused_not_a_crash():
 def test_option_resolution_mirrors_registry_types_for_words():
     # a sanity check of the helper the schema errors use: words resolve as in lowering
     assert REGISTRY["coupling.affine"].options[1].type.resolve(Word("half")).kind == "half"
+
+
+# ---------------------------------------------------------------- robustness
+
+
+def _paths(data, prefix=()):
+    yield prefix
+    items = (
+        data.items()
+        if isinstance(data, dict)
+        else enumerate(data)
+        if isinstance(data, list)
+        else ()
+    )
+    for key, value in items:
+        yield from _paths(value, (*prefix, key))
+
+
+_SPEC_DATA = [
+    yaml.safe_load(to_yaml(parse_flow(p.read_text())))
+    for p in sorted((ROOT / "specs").glob("*.flow"))
+]
+_SCALARS = st.one_of(
+    st.sampled_from(["x", "y", "reverse", "coupling.afine", "mlp", "2*x", '"s"', "input", "("]),
+    st.integers(-3, 70),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.none(),
+)
+_KEYS = st.sampled_from(["kind", "op", "in", "out", "hidden", "act", "body", "name", "shape"])
+_REPLACEMENTS = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(range(len(_SPEC_DATA))), st.data(), _REPLACEMENTS)
+def test_a_spec_with_any_node_replaced_is_diagnosed_never_crashes(index, data, new):
+    doc = copy.deepcopy(_SPEC_DATA[index])
+    path = data.draw(st.sampled_from([p for p in _paths(doc) if p]))
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = new
+    text = yaml.safe_dump(doc, default_flow_style=None)
+    comp = check(text)
+    for d in comp.diagnostics:  # every diagnostic points into the file
+        assert 1 <= d.line <= text.count("\n") + 1

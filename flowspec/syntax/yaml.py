@@ -357,7 +357,8 @@ class _SchemaErrors:
             if prefix[-2] != "body" or not isinstance(prefix[-1], int):
                 continue
             stmt = self._instance_at(prefix)
-            if isinstance(stmt, dict) and stmt.get("op") in REGISTRY:
+            op = stmt.get("op") if isinstance(stmt, dict) else None
+            if isinstance(op, str) and op in REGISTRY:
                 return prefix
             return None
         return None
@@ -461,7 +462,7 @@ class _SchemaErrors:
         if kind == "not" and isinstance(value, dict) and "require" in value:
             from flowspec.passes.arguments import REQUIREMENTS
 
-            if value["require"] not in REQUIREMENTS:
+            if not isinstance(value["require"], str) or value["require"] not in REQUIREMENTS:
                 return  # the unknown property is the error
             self.emit(
                 "E201",
@@ -890,7 +891,12 @@ class _Lowerer:
                         self.pair_span(key_node, value),
                     )
                 )
-            return ast.Call(self.name(self.get(node, "kind")), tuple(args), span)
+            kind = self.get(node, "kind")
+            if not isinstance(kind, pyyaml.ScalarNode) or not isinstance(
+                self.reader.scalar(kind), str
+            ):  # the schema says so first; the option resolution may get here before it
+                self.fail("E201", "a net or estimator needs `kind`", node)
+            return ast.Call(self.name(kind), tuple(args), span)
         value = self.reader.scalar(node)
         if isinstance(value, bool):
             return ast.Bool(value, span)
