@@ -142,6 +142,9 @@ def generate(
         shapes = [tuple(s) for s in node.in_shapes[: len(node.inputs)]]
         opts = _runtime_options(node, fg)
         w(f"        self.{b.attr} = {b.cls}({shapes!r}{', ' if opts else ''}{opts})")
+        if REGISTRY[node.kind].inverse_class(node.options) == "iterative":
+            where_ = f"{node.kind} at {node.span}"
+            w(f"        self.{b.attr}.name = {where_!r}  # named in run-time errors")
     if placed:
         w("        for name, device in self.DEVICES.items():")
         w("            getattr(self, name).to(device)")

@@ -37,6 +37,8 @@ class Bijection(nn.Module):
     def __init__(self, in_shapes: list[tuple[int, ...]], **options: Any) -> None:
         super().__init__()
         self.in_shapes = [tuple(s) for s in in_shapes]
+        #: how run-time errors name the block; generated code sets it to the spec location
+        self.name = f"{type(self).__name__.lower()}(x: {list(self.in_shapes[0])})"
 
     def forward(self, *xs: Tensor, **cond: Tensor) -> tuple[Tensors, Tensor]:
         raise NotImplementedError

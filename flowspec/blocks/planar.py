@@ -161,7 +161,7 @@ class Planar(Bijection):
                 return z
         worst = g.abs().max().item()
         raise RuntimeError(
-            f"planar block (input shape {list(self.in_shapes[0])}): the inverse did not "
+            f"{self.name}: the inverse did not "
             f"converge in {self.max_iter} iterations; largest residual |z + wᵀû·tanh(z) − r| "
             f"= {worst:.3g}"
         )
