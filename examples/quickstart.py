@@ -38,8 +38,10 @@ def main() -> None:
 
     start = time.perf_counter()
     flow = flowspec.compile(args.spec)
-    print(f"compiled `{flow.FLOW_NAME}` in {1e3 * (time.perf_counter() - start):.0f} ms: "
-          f"{sum(p.numel() for p in flow.parameters()):,} parameters")
+    print(
+        f"compiled `{flow.FLOW_NAME}` in {1e3 * (time.perf_counter() - start):.0f} ms: "
+        f"{sum(p.numel() for p in flow.parameters()):,} parameters"
+    )
 
     sample = DATASETS[args.dataset]
     g = torch.Generator().manual_seed(args.seed)
@@ -62,8 +64,10 @@ def main() -> None:
         loss.backward()
         opt.step()
     after = nll()
-    print(f"held-out NLL on {args.dataset}: {before:.3f} → {after:.3f} nats "
-          f"({args.steps} Adam steps in {time.perf_counter() - start:.1f} s)")
+    print(
+        f"held-out NLL on {args.dataset}: {before:.3f} → {after:.3f} nats "
+        f"({args.steps} Adam steps in {time.perf_counter() - start:.1f} s)"
+    )
     samples = flow.sample(5)
     print("5 samples:\n", samples)
 

@@ -18,8 +18,9 @@ def two_moons(n: int, noise: float = 0.1, generator: torch.Generator | None = No
     return x[torch.randperm(n, generator=generator)]
 
 
-def eight_gaussians(n: int, scale: float = 2.0, std: float = 0.2,
-                    generator: torch.Generator | None = None):
+def eight_gaussians(
+    n: int, scale: float = 2.0, std: float = 0.2, generator: torch.Generator | None = None
+):
     """Eight Gaussians on a circle of radius ``scale``."""
     angles = torch.randint(0, 8, (n,), generator=generator).float() * (math.pi / 4)
     centres = scale * torch.stack([torch.cos(angles), torch.sin(angles)], 1)
