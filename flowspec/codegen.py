@@ -45,9 +45,47 @@ class _Block:
     zero_ladj: bool
 
 
-def _var(tid: str) -> str:
-    name, _, index = tid.partition("#")
-    return f"{name}_{index}"
+#: names generated code uses for itself
+_RESERVED = frozenset({"self", "torch", "ladj", "l", "z", "home", "Choice", "Flow"})
+
+
+class _Names:
+    """Python names for tensors in one generated method.
+
+    A tensor takes its spec name (``x``) when that name is free, and gives it back after
+    its last use, so ``x = coupling(x)`` rebinds ``x`` and the previous tensor is freed as
+    in hand-written code (SSA names would keep every intermediate alive to the end of
+    the method, which costs memory traffic at large batches)."""
+
+    def __init__(self, fg: FlowGraph, steps, results: tuple[str, ...]) -> None:
+        self.fg = fg
+        self.last: dict[str, int] = {}
+        for i, (block, takes, _gives) in enumerate(steps):
+            for tid in (*takes, *block.node.reads.values()):
+                self.last[tid] = i
+        for tid in results:
+            self.last[tid] = len(steps)
+        self.var: dict[str, str] = {}
+        self.live: dict[str, str] = {}  # name → tensor id
+
+    def bind(self, tid: str) -> str:
+        base = self.fg.tensors[tid].name
+        if keyword.iskeyword(base) or base in _RESERVED:
+            base += "_"
+        name, k = base, 2
+        while name in self.live:
+            name, k = f"{base}_{k}", k + 1
+        self.live[name] = tid
+        self.var[tid] = name
+        return name
+
+    def release(self, step: int) -> None:
+        for name, tid in list(self.live.items()):
+            if self.last.get(tid, -1) <= step:
+                del self.live[name]
+
+    def __getitem__(self, tid: str) -> str:
+        return self.var[tid]
 
 
 def _runtime_options(node: Node, fg: FlowGraph) -> str:
@@ -59,24 +97,72 @@ def _runtime_options(node: Node, fg: FlowGraph) -> str:
     return ", ".join(parts)
 
 
-def _call_args(node: Node, vars_: list[str], fg: FlowGraph) -> str:
-    args = list(vars_)
-    for key, tid in node.reads.items():
-        args.append(f"{key}={_var(tid)}")
-    return ", ".join(args)
-
-
-def _device_moves(
-    node: Node, fg: FlowGraph, where: dict[str, str | None], tids: tuple[str, ...], indent: str
+def _method(
+    fg: FlowGraph,
+    method: str,
+    steps,
+    args: tuple[str, ...],
+    results: tuple[str, ...],
+    value_only: bool,
+    placed: bool,
+    line_of,
 ) -> list[str]:
-    """``.to(device)`` for the tensors a block takes that live elsewhere."""
-    lines = []
-    target = node.device
-    for tid in (*tids, *node.reads.values()):
-        if where.get(tid) != target:
-            dest = repr(target) if target is not None else "home"
-            lines.append(f"{indent}{_var(tid)} = {_var(tid)}.to({dest})")
-            where[tid] = target
+    """One straight-line method: ``forward``/``transform`` run the blocks in program
+    order, ``inverse``/``inverse_transform`` run their inverses in ``steps``' order."""
+    is_inverse = method.startswith("inverse")
+    names = _Names(fg, steps, results)
+    lines: list[str] = []
+    w = lines.append
+    if is_inverse:
+        w(f"    def {method}(self, z):")
+        unpacked = [names.bind(t) for t in args]
+        w(f"        {', '.join(unpacked)} = z")
+    else:
+        w(f"    def {method}(self, {names.bind(args[0])}):")
+    if placed:
+        w(f"        home = {names[args[0]]}.device")
+    where: dict[str, str | None] = {}  # tensor id → device it lives on (None: home)
+    have_ladj = False
+    for i, (block, takes, gives) in enumerate(steps):
+        node = block.node
+        w(f"        # line {node.span.line}: {line_of(node)}")
+        for tid in (*takes, *node.reads.values()):
+            if where.get(tid) != node.device:
+                dest = repr(node.device) if node.device is not None else "home"
+                w(f"        {names[tid]} = {names[tid]}.to({dest})")
+                where[tid] = node.device
+        call_args = [names[t] for t in takes]
+        call_args += [f"{key}={names[tid]}" for key, tid in node.reads.items()]
+        names.release(i)
+        targets = ", ".join(names.bind(t) for t in gives)
+        call = ", ".join(call_args)
+        if value_only or block.zero_ladj:
+            fn = "inverse_transform" if is_inverse else "transform"
+            w(f"        {targets} = self.{block.attr}.{fn}({call})")
+        else:
+            fn = ".inverse" if is_inverse else ""
+            if not have_ladj:
+                w(f"        {targets}, ladj = self.{block.attr}{fn}({call})")
+                have_ladj = True
+            else:
+                w(f"        {targets}, l = self.{block.attr}{fn}({call})")
+                moved = ".to(ladj.device)" if placed and node.device is not None else ""
+                w(f"        ladj = ladj + l{moved}")
+        for t in gives:
+            where[t] = node.device
+    for tid in results:
+        if where.get(tid) is not None:
+            w(f"        {names[tid]} = {names[tid]}.to(home)")
+    value = ", ".join(names[t] for t in results)
+    if len(results) > 1:
+        value = f"({value})"
+    if value_only:
+        w(f"        return {value}")
+    else:
+        if not have_ladj:
+            first = names[args[0]]
+            w(f"        ladj = {first}.new_zeros({first}.shape[0])")
+        w(f"        return {value}, ladj")
     return lines
 
 
@@ -150,96 +236,20 @@ def generate(
         w("            getattr(self, name).to(device)")
     w("")
 
-    # ---------------------------------------------------------------- forward
-    input_var = _var(fg.input)
-    for value_only in (False, True):
-        method = "transform" if value_only else "forward"
-        w(f"    def {method}(self, {input_var}):")
-        if placed:
-            w(f"        home = {input_var}.device")
-        where: dict[str, str | None] = {}
-        have_ladj = False
-        for b in blocks:
-            node = b.node
-            w(f"        # line {node.span.line}: {line_of(node)}")
-            out.extend(_device_moves(node, fg, where, node.inputs, "        "))
-            args = _call_args(node, [_var(t) for t in node.inputs], fg)
-            targets = ", ".join(_var(t) for t in node.outputs)
-            if value_only or b.zero_ladj:
-                w(f"        {targets} = self.{b.attr}.transform({args})")
-            elif not have_ladj:
-                w(f"        {targets}, ladj = self.{b.attr}({args})")
-                have_ladj = True
-            else:
-                w(f"        {targets}, l = self.{b.attr}({args})")
-                w(
-                    "        ladj = ladj + l"
-                    if node.device is None or not placed
-                    else "        ladj = ladj + l.to(ladj.device)"
-                )
-            for t in node.outputs:
-                where[t] = node.device
-        moves = [
-            f"        {_var(t)} = {_var(t)}.to(home)"
-            for t in fg.outputs
-            if where.get(t) is not None
-        ]
-        out.extend(moves)
-        z = ", ".join(_var(t) for t in fg.outputs)
-        if len(fg.outputs) > 1:
-            z = f"({z})"
-        if value_only:
-            w(f"        return {z}")
-        else:
-            if not have_ladj:
-                w(f"        ladj = {input_var}.new_zeros({input_var}.shape[0])")
-            w(f"        return {z}, ladj")
-        w("")
-
-    # ---------------------------------------------------------------- inverse
-    order = _inverse_order(fg)
-    for value_only in (False, True):
-        method = "inverse_transform" if value_only else "inverse"
-        w(f"    def {method}(self, z):")
-        outs = [_var(t) for t in fg.outputs]
-        if len(outs) > 1:
-            w(f"        {', '.join(outs)} = z")
-        else:
-            w(f"        {outs[0]} = z")
-        if placed:
-            w(f"        home = {outs[0]}.device")
-        where = {}
-        have_ladj = False
-        for node_id in order:
-            b = by_node[node_id]
-            node = b.node
-            w(f"        # line {node.span.line}: {line_of(node)}")
-            out.extend(_device_moves(node, fg, where, node.outputs, "        "))
-            args = _call_args(node, [_var(t) for t in node.outputs], fg)
-            targets = ", ".join(_var(t) for t in node.inputs)
-            if value_only or b.zero_ladj:
-                w(f"        {targets} = self.{b.attr}.inverse_transform({args})")
-            elif not have_ladj:
-                w(f"        {targets}, ladj = self.{b.attr}.inverse({args})")
-                have_ladj = True
-            else:
-                w(f"        {targets}, l = self.{b.attr}.inverse({args})")
-                w(
-                    "        ladj = ladj + l"
-                    if node.device is None or not placed
-                    else "        ladj = ladj + l.to(ladj.device)"
-                )
-            for t in node.inputs:
-                where[t] = node.device
-        if where.get(fg.input) is not None:
-            w(f"        {input_var} = {input_var}.to(home)")
-        if value_only:
-            w(f"        return {input_var}")
-        else:
-            if not have_ladj:
-                w(f"        ladj = {input_var}.new_zeros({input_var}.shape[0])")
-            w(f"        return {input_var}, ladj")
-        w("")
+    forward = [(by_node[n.id], n.inputs, n.outputs) for n in fg.blocks()]
+    inverse = [
+        (by_node[i], by_node[i].node.outputs, by_node[i].node.inputs) for i in _inverse_order(fg)
+    ]
+    for method, steps, value_only in (
+        ("forward", forward, False),
+        ("transform", forward, True),
+        ("inverse", inverse, False),
+        ("inverse_transform", inverse, True),
+    ):
+        is_inverse = method.startswith("inverse")
+        args, results = (fg.outputs, (fg.input,)) if is_inverse else ((fg.input,), fg.outputs)
+        out.extend(_method(fg, method, steps, args, results, value_only, placed, line_of))
+        out.append("")
     w("")
     w(f"Model = {cls}")
     w("")
