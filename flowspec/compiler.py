@@ -74,8 +74,8 @@ def compile(
     """Compile a spec (a path or the spec's text) into a :class:`Flow`.
 
     ``flow=`` picks one flow of a file with several; ``device``/``dtype`` place the
-    blocks that no ``on`` statement places; ``jit=True`` wraps ``forward`` and
-    ``inverse`` with ``torch.compile``.  A spec with errors raises one
+    blocks that no ``on`` statement places; ``jit=True`` wraps the generated
+    ``forward``, ``inverse``, ``transform`` and ``inverse_transform`` with ``torch.compile``.  A spec with errors raises one
     :class:`SpecError` carrying the diagnostics.
     """
     comp = Compilation.of(spec)
@@ -93,6 +93,9 @@ def compile(
             child.to(device=placed or device, dtype=dtype)
         module._probe = module._probe.to(device=device, dtype=dtype)
     if jit:
-        module.forward = torch.compile(module.forward, fullgraph=True, dynamic=False)
-        module.inverse = torch.compile(module.inverse, fullgraph=True, dynamic=False)
+        # every generated straight-line method, so sample() (inverse_transform) and
+        # log_prob() (forward) both run compiled; fullgraph=True: a graph break is an error
+        for name in ("forward", "inverse", "transform", "inverse_transform"):
+            method = getattr(module, name)
+            setattr(module, name, torch.compile(method, fullgraph=True, dynamic=False))
     return module
