@@ -17,8 +17,11 @@ from flowspec.blocks.types import Choice
 
 
 class LipSwish(nn.Module):
-    """x·σ(βx)/1.1, 1-Lipschitz for β ≤ ~2 (Chen et al. 2019, Residual Flows,
-    arXiv:1906.02735); β is learned through a softplus, starting at 0.5."""
+    """x·σ(βx)/1.1 (Chen et al. 2019, Residual Flows, arXiv:1906.02735).
+
+    1-Lipschitz for every β ≥ 0: the slope of x·σ(βx) is at most 1.0998 whatever β, and
+    1.0998/1.1 < 1.  β is learned through a softplus, starting at 1.
+    """
 
     def __init__(self) -> None:
         super().__init__()
