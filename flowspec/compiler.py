@@ -74,9 +74,9 @@ def compile(
     """Compile a spec (a path or the spec's text) into a :class:`Flow`.
 
     ``flow=`` picks one flow of a file with several; ``device``/``dtype`` place the
-    blocks that no ``on`` statement places; ``jit=True`` wraps the generated
-    ``forward``, ``inverse``, ``transform`` and ``inverse_transform`` with ``torch.compile``.  A spec with errors raises one
-    :class:`SpecError` carrying the diagnostics.
+    blocks that no ``on`` statement places; ``jit=True`` wraps the generated ``forward``,
+    ``inverse``, ``transform`` and ``inverse_transform`` with ``torch.compile``.  A spec
+    with errors raises one :class:`SpecError` carrying the diagnostics.
     """
     comp = Compilation.of(spec)
     comp.raise_for_errors()

@@ -110,6 +110,9 @@ def _show(v: Any) -> str:
 
 
 def describe(value: Any) -> str:
+    """How a value is named in a message: "the integer 3", "a list", ..."""
+    if value is None:
+        return "nothing (null)"
     if isinstance(value, bool):
         return f"the boolean {_show(value)}"
     if isinstance(value, int):
@@ -126,6 +129,8 @@ def describe(value: Any) -> str:
         return f"`{value.kind}(...)`"
     if isinstance(value, TensorName):
         return f"the tensor `{value.name}`"
+    if isinstance(value, Mapping):
+        return "a mapping"
     return repr(value)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml as pyyaml
 
+from flowspec.blocks.types import describe
 from flowspec.diagnostics import Diagnostic
 from flowspec.syntax import ast
 from flowspec.syntax.names import did_you_mean
@@ -266,22 +267,6 @@ class _Reader:
 # --------------------------------------------------------------------- schema errors
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"the boolean {'true' if value else 'false'}"
-    if isinstance(value, int):
-        return f"the integer {value}"
-    if isinstance(value, float):
-        return f"the number {value:g}"
-    if isinstance(value, str):
-        return f'the string "{value}"'
-    if isinstance(value, list):
-        return "a list"
-    return "a mapping"
-
-
 def _field(path) -> str:
     keys = [p for p in path if isinstance(p, str)]
     if not keys:
@@ -482,7 +467,7 @@ class _SchemaErrors:
             return
         expected = schema.get("description") or self._expected(schema)
         code = "E100" if self._wants_structure(schema) else "E201"
-        self.emit(code, f"{_field(path)} expects {expected}, got {_describe(value)}", node)
+        self.emit(code, f"{_field(path)} expects {expected}, got {describe(value)}", node)
 
     def missing(self, path, node, schema, key: str) -> None:
         if not path:
@@ -594,7 +579,7 @@ class _SchemaErrors:
         node = self._located(path)
         expected = error.schema.get("description") or self._expected(error.schema)
         self.emit(
-            "E201", f"{_field(path)} expects {expected}, got {_describe(error.instance)}", node
+            "E201", f"{_field(path)} expects {expected}, got {describe(error.instance)}", node
         )
 
 
