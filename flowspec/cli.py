@@ -84,17 +84,22 @@ def _checked(args: argparse.Namespace) -> tuple[Compilation, int]:
     return comp, EXIT_OK
 
 
+def _write_output(text: str, output: str | None) -> int:
+    """Write to ``output``, or to standard output when it is None or ``-``."""
+    if output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        print(f"wrote {output}")
+    return EXIT_OK
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     comp, status = _checked(args)
     if status:
         return status
     source = comp.generate(args.flow)
-    if args.output in (None, "-"):
-        sys.stdout.write(source)
-    else:
-        Path(args.output).write_text(source, encoding="utf-8")
-        print(f"wrote {args.output}")
-    return EXIT_OK
+    return _write_output(source, args.output)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -175,12 +180,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     except ConversionError as e:
         sys.stderr.write(render_text([e.diagnostic], comp.sources))
         return EXIT_ERRORS
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-    else:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}")
-    return EXIT_OK
+    return _write_output(text, args.output)
 
 
 def build_parser() -> argparse.ArgumentParser:
