@@ -79,7 +79,7 @@ def _permutation_cases():
         yield pytest.param(name, Example(shapes, options), id=f"{name}-{shapes}-{options}")
 
 
-@pytest.mark.parametrize(("name", "example"), _permutation_cases())
+@pytest.mark.parametrize(("name", "example"), list(_permutation_cases()))
 def test_runtime_moves_entries_as_the_checker_says(name: str, example: Example) -> None:
     """Every permutation-like block moves entries exactly as its registry ``feature_map``
     (what W100/W101 reason with) says: output k reads input ``(src, flat index)``."""
