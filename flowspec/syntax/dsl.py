@@ -84,9 +84,11 @@ class _BracketNewlines:
 @lru_cache(maxsize=1)
 def parser() -> Lark:
     grammar = resources.files("flowspec.grammar").joinpath("flow.lark").read_text("utf-8")
+    # "expr" is a second start symbol: the YAML front end parses integer expressions
+    # written as strings with it
     return Lark(
         grammar,
-        start="program",
+        start=["program", "expr"],
         parser="lalr",
         lexer="basic",
         propagate_positions=True,
@@ -318,7 +320,7 @@ def _example_states():
     for message, snippets in SYNTAX_EXAMPLES.items():
         for snippet in snippets:
             try:
-                parser().parse(snippet)
+                parser().parse(snippet, start="program")
             except UnexpectedToken as e:
                 out.append((message, e.state, e.token.type))
             except UnexpectedInput:
@@ -674,7 +676,7 @@ def _keyword_hint(text: str, token: Token | None) -> str | None:
 def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
     """Parse ``.flow`` text; on a syntax error return ``(None, [E100])``."""
     try:
-        tree = parser().parse(source.text)
+        tree = parser().parse(source.text, start="program")
     except UnexpectedInput as err:
         return None, [syntax_error(source, err)]
     too_deep = _too_deep(tree)

@@ -29,14 +29,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import fields, is_dataclass, replace
-from functools import lru_cache
 from typing import Any
 
 import yaml as pyyaml
 
 from flowspec.blocks.types import describe
 from flowspec.diagnostics import Diagnostic
-from flowspec.syntax import ast
+from flowspec.syntax import ast, dsl
 from flowspec.syntax.names import did_you_mean
 from flowspec.syntax.spans import Source, Span
 
@@ -660,26 +659,6 @@ def _literal(value: ast.Value) -> Any:
 # -------------------------------------------------------------------------- lowering
 
 
-@lru_cache(maxsize=1)
-def _expression_parser():
-    from importlib import resources
-
-    from lark import Lark
-
-    from flowspec.syntax.dsl import _BracketNewlines
-
-    grammar = resources.files("flowspec.grammar").joinpath("flow.lark").read_text("utf-8")
-    return Lark(
-        grammar,
-        start="expr",
-        parser="lalr",
-        lexer="basic",
-        propagate_positions=True,
-        maybe_placeholders=True,
-        postlex=_BracketNewlines(),
-    )
-
-
 def _relocate(node, move):
     """A copy of an AST with every span passed through ``move``."""
     if isinstance(node, tuple):
@@ -843,16 +822,7 @@ class _Lowerer:
             )
         inputs = self.names(self.get(node, "in"))
         args = [ast.Arg(None, ast.Ref(n.id, n.span), n.span) for n in inputs]
-        for key, (key_node, value) in self.reader.pairs(node).items():
-            if key in STEP_KEYS:
-                continue
-            args.append(
-                ast.Arg(
-                    ast.Name(key, self.span(key_node)),
-                    self.value(value),
-                    self.pair_span(key_node, value),
-                )
-            )
+        args += self.keyword_args(node, skip=STEP_KEYS)
         out = self.get(node, "out")
         targets = inputs if out is None else self.names(out)
         span = self.span(node)
@@ -860,22 +830,24 @@ class _Lowerer:
 
     # --------------------------------------------------------------- values
 
+    def keyword_args(self, node, skip) -> list[ast.Arg]:
+        """``key=value`` arguments from a mapping's pairs, except the keys in ``skip``."""
+        return [
+            ast.Arg(
+                ast.Name(key, self.span(key_node)),
+                self.value(value),
+                self.pair_span(key_node, value),
+            )
+            for key, (key_node, value) in self.reader.pairs(node).items()
+            if key not in skip
+        ]
+
     def value(self, node) -> ast.Value:
         span = self.span(node)
         if isinstance(node, pyyaml.SequenceNode):
             return ast.ListValue(tuple(self.value(n) for n in node.value), span)
         if isinstance(node, pyyaml.MappingNode):
-            args = []
-            for key, (key_node, value) in self.reader.pairs(node).items():
-                if key == "kind":
-                    continue
-                args.append(
-                    ast.Arg(
-                        ast.Name(key, self.span(key_node)),
-                        self.value(value),
-                        self.pair_span(key_node, value),
-                    )
-                )
+            args = self.keyword_args(node, skip=("kind",))
             kind = self.get(node, "kind")
             if not isinstance(kind, pyyaml.ScalarNode) or not isinstance(
                 self.reader.scalar(kind), str
@@ -934,7 +906,7 @@ class _Lowerer:
             return self.source.span(base + s.start, base + s.end)
 
         try:
-            tree = _expression_parser().parse(text)
+            tree = dsl.parser().parse(text, start="expr")
             value = _ToAst(inner).transform(tree)
         except UnexpectedInput as err:
             d = syntax_error(inner, err)
