@@ -2,9 +2,10 @@
 
 A block statement ends with a comment giving its output shape(s), such as
 ``x = squeeze(x)  # [12, 8, 8]`` or ``z, x = split(x)  # [6, 8, 8], [6, 8, 8]``.  The
-shape of a line is that of every block instance whose call starts on it — each
-iteration of a ``repeat`` and each expansion of a ``block`` — and, for a call of a
-``block``, that of the tensors the call binds.  A line whose shape differs between
+shape of a line is that of every block instance whose call ends on it (a wrapped call
+ends with ``)  # [..]``, as ``flowspec fmt`` writes it) — each iteration of a ``repeat``
+and each expansion of a ``block`` — and, for a call of a ``block``, that of the tensors
+the call binds.  A line whose shape differs between
 expansions (a ``block`` body used at several scales) carries no comment; every other
 block line must carry one.
 """
@@ -60,9 +61,9 @@ def inferred_shapes(path: Path) -> dict[int, list[list[tuple[int, ...]]]]:
     by_line: dict[int, list[list[tuple[int, ...]]]] = defaultdict(list)
     for fg in graphs:
         for node in fg.blocks():
-            by_line[node.span.line].append([tuple(s) for s in node.out_shapes])
+            by_line[node.span.end_line].append([tuple(s) for s in node.out_shapes])
     for fg, span, tids in calls:
-        by_line[span.line].append([fg.tensors[t].shape for t in tids])
+        by_line[span.end_line].append([fg.tensors[t].shape for t in tids])
     return by_line
 
 
