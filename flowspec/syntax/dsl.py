@@ -409,6 +409,20 @@ def _skip_to_line_end(text: str, i: int) -> int:
     return len(text) if nl < 0 else nl
 
 
+def _code_chars(text: str, upto: int | None = None):
+    """(offset, character) of the code of ``text[:upto]``: comments and strings skipped."""
+    i, end = 0, len(text) if upto is None else min(upto, len(text))
+    while i < end:
+        ch = text[i]
+        if ch == "#":
+            i = _skip_to_line_end(text, i)
+        elif ch == '"':
+            i = _STRING_PREFIX.match(text, i).end()
+        else:
+            yield i, ch
+            i += 1
+
+
 def _open_delimiters(text: str, upto: int) -> list[int]:
     """Offsets of the ``( [ {`` still open at ``upto``, outermost first.
 
@@ -416,20 +430,11 @@ def _open_delimiters(text: str, upto: int) -> list[int]:
     parser reports the first such one itself).
     """
     stack: list[int] = []
-    i, end = 0, min(upto, len(text))
-    while i < end:
-        ch = text[i]
-        if ch == "#":
-            i = _skip_to_line_end(text, i)
-            continue
-        if ch == '"':
-            i = _STRING_PREFIX.match(text, i).end()
-            continue
+    for i, ch in _code_chars(text, upto):
         if ch in _CLOSER_OF:
             stack.append(i)
         elif ch in _OPENER_OF and stack and text[stack[-1]] == _OPENER_OF[ch]:
             stack.pop()
-        i += 1
     return stack
 
 
@@ -444,15 +449,7 @@ def _misindented_brace(text: str) -> int | None:
     indented less than the line that opened it, so it probably closes an outer brace."""
     suspect = None
     stack: list[int] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "#":
-            i = _skip_to_line_end(text, i)
-            continue
-        if ch == '"':
-            i = _STRING_PREFIX.match(text, i).end()
-            continue
+    for i, ch in _code_chars(text):
         if ch == "{":
             stack.append(i)
         elif ch == "}" and stack:
@@ -463,7 +460,6 @@ def _misindented_brace(text: str) -> int | None:
                 and _indent(text, i) < _indent(text, opener)
             ):
                 suspect = opener
-        i += 1
     return suspect
 
 
