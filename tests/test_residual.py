@@ -14,7 +14,13 @@ import pytest
 import torch
 from torch import Tensor
 
-from flowspec.blocks.lipschitz_layers import LipschitzMLP, SpectralLinear, sigma_max
+from flowspec.blocks.lipschitz_layers import (
+    LipschitzMLP,
+    SpectralConv2d,
+    SpectralLinear,
+    circular_sigma,
+    sigma_max,
+)
 from flowspec.blocks.residual import Residual
 from flowspec.blocks.types import Choice
 
@@ -450,7 +456,7 @@ def test_training_step_keeps_the_bound() -> None:
     [
         ({"lipschitz": 1.0}, "lipschitz < 1"),
         ({"net": Choice("mlp", hidden=[4], act=Choice("gelu"), init=Choice("zero"))}, "gelu"),
-        ({"net": Choice("conv", hidden=4, kernel=3, depth=1, act=Choice("elu"))}, "net=mlp"),
+        ({"net": Choice("resnet", hidden=4, blocks=1, act=Choice("elu"))}, "resnet"),
     ],
 )
 def test_construction_rejects_what_the_checker_rejects(options, message) -> None:
@@ -461,3 +467,252 @@ def test_construction_rejects_what_the_checker_rejects(options, message) -> None
 
 def test_sigma_max_of_an_empty_matrix() -> None:
     assert sigma_max(torch.zeros(0, 3)) == 0.0
+
+
+def test_conv_on_a_flat_input_is_rejected() -> None:
+    net = Choice("conv", hidden=4, kernel=3, depth=1, act=Choice("elu"), init=Choice("zero"))
+    with pytest.raises(ValueError, match=r"\[C, H, W\]"):
+        Residual([(8,)], net=net, lipschitz=0.9)
+
+
+# ------------------------------------------------------------------ convolutional nets
+
+
+def conv_operator(weight: Tensor, spatial: tuple[int, int]) -> Tensor:
+    """The dense matrix of the stride-1 zero-padded ("same") convolution with ``weight`` on
+    [C_in, H, W] inputs, column j the image of the j-th unit input, float64."""
+    _, c_in, kh, kw = weight.shape
+    h, w = spatial
+    n = c_in * h * w
+    units = torch.eye(n, dtype=F64).reshape(n, c_in, h, w)
+    padded = torch.nn.functional.pad(units, ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2))
+    return torch.nn.functional.conv2d(padded, weight.detach().double()).reshape(n, -1).T
+
+
+def exact_conv_norm(weight: Tensor, spatial: tuple[int, int]) -> float:
+    return exact_sigma(conv_operator(weight, spatial))
+
+
+def _adversarial_kernels() -> list[tuple[str, Tensor, tuple[int, int]]]:
+    """(name, kernel [c_out, c_in, k, k], (H, W))."""
+    gen = torch.Generator().manual_seed(5)
+    out = []
+    for k, shape, (co, ci) in [
+        (3, (4, 4), (3, 2)),
+        (3, (3, 3), (1, 1)),
+        (1, (3, 5), (4, 4)),
+        (2, (4, 3), (2, 3)),
+        (4, (5, 5), (2, 2)),
+        (5, (2, 6), (3, 1)),
+        (3, (1, 1), (2, 2)),
+        (3, (5, 5), (6, 6)),
+    ]:
+        kernel = torch.randn(co, ci, k, k, generator=gen, dtype=F64)
+        out.append((f"gaussian k={k} {co}x{ci} on {shape}", kernel, shape))
+    # a centred delta times a channel matrix: the operator is I ⊗ A, as large as the
+    # circular bound, so only the margin keeps it ≤ c
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=gen, dtype=F64))
+    delta = torch.zeros(4, 4, 3, 3, dtype=F64)
+    delta[:, :, 1, 1] = 7.0 * q
+    out.append(("delta (tight)", delta, (3, 4)))
+    # constant and Nyquist (alternating-sign) kernels: the DC and highest frequencies
+    out.append(("all ones", torch.ones(3, 3, 3, 3, dtype=F64), (4, 4)))
+    signs = torch.tensor([[1.0, -1.0, 1.0], [-1.0, 1.0, -1.0], [1.0, -1.0, 1.0]], dtype=F64)
+    out.append(("nyquist", signs.expand(2, 2, 3, 3).clone(), (4, 4)))
+    big = torch.randn(3, 2, 3, 3, generator=gen, dtype=F64)
+    out.append(("huge", 1e12 * big, (3, 3)))
+    out.append(("tiny", 1e-9 * big, (3, 3)))
+    return out
+
+
+CONV_CASES = _adversarial_kernels()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("c", [0.5, 0.97, 0.999])
+@pytest.mark.parametrize(("name", "kernel", "spatial"), CONV_CASES, ids=[k[0] for k in CONV_CASES])
+def test_conv_operator_norm_never_exceeds_c(name, kernel, spatial, c, dtype) -> None:
+    """The EXACT norm of the zero-padded convolution with the kernel used in forward (its
+    dense matrix, float64 SVD) is ≤ c, and ≤ the layer's certified bound."""
+    c_out, c_in, k, _ = kernel.shape
+    layer = SpectralConv2d(c_in, c_out, k, c, spatial).to(dtype)
+    with torch.no_grad():
+        layer.weight.copy_(kernel.to(dtype))
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            w = layer.normalized_weight()
+        norm = exact_conv_norm(w, spatial)
+        assert norm <= c * (1 + 1e-12), name
+        assert norm <= layer.certified_bound() * (1 + 1e-12), name
+    # and σ̂ bounds the raw kernel's operator too
+    assert exact_conv_norm(layer.weight, spatial) <= layer.sigma_hat()
+
+
+def test_layer_convolution_is_the_zero_padded_one() -> None:
+    torch.manual_seed(0)
+    for k in (1, 2, 3, 4):
+        layer = SpectralConv2d(2, 3, k, 0.9, (4, 5)).double()
+        x = torch.randn(3, 2, 4, 5, dtype=F64)
+        w = layer.normalized_weight().detach()
+        y = layer.conv(x, w) - layer.bias.detach().view(1, -1, 1, 1)
+        dense = conv_operator(w, (4, 5))
+        assert torch.allclose(y.reshape(3, -1), x.reshape(3, -1) @ dense.T, atol=1e-12)
+
+
+@pytest.mark.parametrize(("k", "grid"), [(3, (5, 5)), (2, (4, 7)), (4, (6, 5)), (1, (1, 1))])
+def test_circular_bound_is_the_norm_of_the_circular_convolution(k, grid) -> None:
+    """max_f σ_max(K̂(f)) equals the norm of the dense circular convolution on the grid."""
+    gen = torch.Generator().manual_seed(k)
+    kernel = torch.randn(4, 3, k, k, generator=gen, dtype=F64)
+    n1, n2 = grid
+    n = 3 * n1 * n2
+    units = torch.eye(n, dtype=F64).reshape(n, 3, n1, n2)
+    wrapped = torch.nn.functional.pad(units, (0, k - 1, 0, k - 1), mode="circular")
+    dense = torch.nn.functional.conv2d(wrapped, kernel).reshape(n, -1).T
+    assert float(circular_sigma(kernel, grid)) == pytest.approx(exact_sigma(dense), rel=1e-13)
+
+
+def test_power_iteration_on_the_unrolled_conv_would_break_the_bound() -> None:
+    """Power iteration on the dense unrolled operator, started orthogonal to its top
+    singular vectors, estimates σ₂ < σ₁: scaling by it would exceed c; the certified layer
+    does not."""
+    gen = torch.Generator().manual_seed(7)
+    q1, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=F64))
+    q2, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=F64))
+    kernel = torch.zeros(3, 3, 3, 3, dtype=F64)
+    kernel[:, :, 1, 1] = q1 @ torch.diag(torch.tensor([2.0, 1.99, 0.5], dtype=F64)) @ q2.T
+    kernel[:, :, 0, 1] = 0.01 * torch.randn(3, 3, generator=gen, dtype=F64)
+    spatial = (4, 4)
+    dense = conv_operator(kernel, spatial)
+    _, _, vh = torch.linalg.svd(dense)
+    top = vh[0]
+    v = torch.randn(dense.shape[1], generator=gen, dtype=F64)
+    v = v - (v @ top) * top
+    for _ in range(5):
+        v = dense.T @ (dense @ v)
+        v = v - (v @ top) * top  # what exact arithmetic keeps doing from this start
+        v = v / v.norm()
+    estimate = float((dense @ v).norm())
+    sigma = exact_sigma(dense)
+    assert estimate < 0.999 * sigma
+    assert exact_conv_norm(kernel * (0.9 / estimate), spatial) > 0.9 * 1.0005
+    layer = SpectralConv2d(3, 3, 3, 0.9, spatial).double()
+    with torch.no_grad():
+        layer.weight.copy_(kernel)
+    assert exact_conv_norm(layer.normalized_weight(), spatial) <= 0.9 * (1 + 1e-12)
+
+
+def test_conv_certificate_follows_every_weight_change() -> None:
+    layer = SpectralConv2d(2, 2, 3, 0.9, (3, 3)).double()
+    with torch.no_grad():
+        layer.weight.mul_(10.0)
+    layer.normalized_weight()
+    with torch.no_grad():
+        layer.weight.data[0, 0, 1, 1] += 100.0  # in place, behind the cache's back
+    assert exact_conv_norm(layer.normalized_weight(), (3, 3)) <= 0.9 * (1 + 1e-12)
+    layer.load_state_dict({k: v * 3 for k, v in layer.state_dict().items()})
+    assert exact_conv_norm(layer.normalized_weight(), (3, 3)) <= 0.9 * (1 + 1e-12)
+
+
+def test_conv_gradient_is_that_of_exact_spectral_normalisation() -> None:
+    torch.manual_seed(1)
+    layer = SpectralConv2d(2, 3, 3, 0.8, (4, 4)).double()
+    with torch.no_grad():
+        layer.weight.mul_(10.0)
+    probe = torch.randn_like(layer.weight)
+    (got,) = torch.autograd.grad((layer.normalized_weight() * probe).sum(), layer.weight)
+    w = layer.weight.detach().clone().requires_grad_(True)
+    reference = w * 0.8 / circular_sigma(w, layer.grid)
+    (want,) = torch.autograd.grad((reference * probe).sum(), w)
+    assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def conv_residual(
+    shape=(2, 4, 4), hidden: int = 6, kernel: int = 3, depth: int = 2, c: float = 0.9, **options
+) -> Residual:
+    """A float64 residual block with a conv net whose raw kernels are 5× PyTorch's
+    initialisation (every layer is rescaled by the normalisation)."""
+    torch.manual_seed(options.pop("seed", 0))
+    net = Choice(
+        "conv",
+        hidden=hidden,
+        kernel=kernel,
+        depth=depth,
+        act=Choice(options.pop("act", "lipswish")),
+        init=Choice("default"),
+    )
+    block = Residual([shape], net=net, lipschitz=c, **options).double()
+    with torch.no_grad():
+        for layer in block.g.layers:
+            layer.weight.mul_(5.0)
+            layer.bias.normal_(0, 0.3)
+    return block
+
+
+@pytest.mark.parametrize(("kernel", "depth"), [(3, 1), (3, 2), (2, 1), (5, 3)])
+def test_conv_branch_empirical_lipschitz_ratio_never_exceeds_the_bound(kernel, depth) -> None:
+    block = conv_residual(kernel=kernel, depth=depth, c=0.9, act="tanh")
+    bound = block.lipschitz_bound()
+    assert bound <= 0.9 ** (depth + 1) * (1 + 1e-9)
+    # the branch is exactly c^(depth+1)-bounded even though the raw kernels are large
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(256, 32, generator=gen, dtype=F64)
+    # near pairs probe the Jacobian, far pairs the global constant
+    for scale in (1e-4, 1.0, 10.0):
+        dx = scale * torch.randn(256, 32, generator=gen, dtype=F64)
+        with torch.no_grad():
+            ratio = (block.g(x + dx) - block.g(x)).norm(dim=1) / dx.norm(dim=1)
+        assert float(ratio.max()) <= bound * (1 + 1e-9)
+    # and along the top singular vector of the Jacobian at a point (the worst direction)
+    jac = torch.autograd.functional.jacobian(lambda t: block.g(t), x[:1]).reshape(32, 32)
+    assert exact_sigma(jac) <= bound * (1 + 1e-9)
+
+
+def test_conv_residual_exact_logdet_and_round_trip() -> None:
+    block = conv_residual(shape=(1, 3, 3), hidden=4, depth=1, logdet=Choice("exact"))
+    x = torch.randn(5, 1, 3, 3, dtype=F64)
+    y, ladj = block(x)
+    flat = x.reshape(5, 9)
+    jac = torch.autograd.functional.jacobian(
+        lambda t: block.transform(t.reshape(-1, 1, 3, 3)).reshape(-1, 9).sum(0), flat
+    )
+    assert torch.allclose(ladj, torch.linalg.slogdet(jac.permute(1, 0, 2))[1], atol=1e-10)
+    inverse = Residual(
+        [(1, 3, 3)],
+        net=Choice("conv", hidden=4, kernel=3, depth=1, act=Choice("lipswish")),
+        lipschitz=0.9,
+        logdet=Choice("exact"),
+        inverse=Choice("fixedpoint", tol=1e-12, max_iter=500),
+    ).double()
+    inverse.load_state_dict(block.state_dict())
+    with torch.no_grad():
+        x_back, ladj_back = inverse.inverse(y)
+    assert float((x_back - x).abs().max()) < 1e-8
+    assert torch.allclose(ladj_back, -ladj, atol=1e-8)
+
+
+def test_conv_residual_starts_at_the_identity_and_trains_within_the_bound() -> None:
+    net = Choice("conv", hidden=4, kernel=3, depth=1, act=Choice("lipswish"), init=Choice("zero"))
+    torch.manual_seed(0)
+    block = Residual([(2, 4, 4)], net=net, lipschitz=0.9).double()
+    x = torch.randn(8, 2, 4, 4, dtype=F64)
+    y, ladj = block(x)
+    assert torch.equal(y, x) and torch.equal(ladj, torch.zeros(8, dtype=F64))
+    opt = torch.optim.SGD(block.parameters(), lr=1.0)
+    for _ in range(3):
+        y, ladj = block(x)
+        loss = (0.5 * y.pow(2).flatten(1).sum(1) - ladj).mean() + y.sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert block.lipschitz_bound() <= 0.9**2 * (1 + 1e-9)
+    assert float(block.g.layers[-1].weight.detach().abs().max()) > 0  # it did train
+
+
+def test_float32_conv_block_keeps_the_bound() -> None:
+    block = conv_residual(depth=1).float()
+    x = torch.randn(4, 2, 4, 4)
+    block(x)
+    for layer, w in zip(block.g.layers, block.g.weights(), strict=True):
+        assert exact_conv_norm(w, (4, 4)) <= 0.9 * (1 + 1e-12)
+        assert layer.weight.dtype == torch.float32

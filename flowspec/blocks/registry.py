@@ -575,15 +575,16 @@ def _logit_inverse_lipschitz(opts: Opts, shapes: list[Shape]) -> Bound:
 def _residual_problems(opts: Opts, shapes: list[Shape]) -> list[Problem]:
     out = []
     net = opts["net"].kind
-    if net != "mlp":
-        # the runtime certifies σ_max of dense layers only (flowspec.blocks.lipschitz_layers)
+    if net not in ("mlp", "conv"):
+        # the runtime certifies dense layers (SVD) and convolutions (the circular-convolution
+        # bound), not resnet's skip connections (flowspec.blocks.lipschitz_layers)
         out.append(
             Problem(
                 "E303",
                 f"residual block with net={net} is not provably contractive: a certified "
-                "Lipschitz bound is implemented for net=mlp only",
+                "Lipschitz bound is implemented for net=mlp and net=conv only",
                 "net",
-                "use net=mlp(hidden=[...], act=lipswish); an mlp flattens a [C, H, W] input",
+                "use net=conv(hidden=..., act=lipswish) or net=mlp(hidden=[...], act=lipswish)",
             )
         )
     c = opts["lipschitz"]
@@ -1032,6 +1033,15 @@ KINDS: tuple[BlockKind, ...] = (
             Example(
                 ((3,),),
                 {"logdet": "exact", "net": Choice("mlp", {"hidden": [8], "act": "lipswish"})},
+            ),
+            Example(
+                ((1, 3, 3),),
+                {
+                    "logdet": "exact",
+                    "net": Choice(
+                        "conv", {"hidden": 4, "kernel": 3, "depth": 1, "act": "lipswish"}
+                    ),
+                },
             ),
         ),
     ),

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from flowspec.blocks.base import Bijection
-from flowspec.blocks.lipschitz_layers import LipschitzMLP
+from flowspec.blocks.lipschitz_layers import LipschitzConvNet, LipschitzMLP
 from flowspec.blocks.types import Choice
 
 
@@ -26,7 +26,11 @@ class Residual(Bijection):
     """y = x + g(x) with Lip(g) ≤ c < 1 certified, so the map is invertible.
 
     Math: g is an MLP of :class:`~flowspec.blocks.lipschitz_layers.SpectralLinear` layers
-    (each σ_max ≤ c, certified by an SVD, see that module) and 1-Lipschitz activations.
+    (each σ_max ≤ c, certified by an SVD, see that module) and 1-Lipschitz activations, or,
+    for ``net=conv`` on [C, H, W], a net of
+    :class:`~flowspec.blocks.lipschitz_layers.SpectralConv2d` layers whose zero-padded
+    operator norms are certified ≤ c by the circular-convolution bound (Sedghi et al. 2019,
+    arXiv:1805.10408): conv_k → a → [conv_1 → a]×(depth − 1) → conv_k, Lip(g) ≤ c^(depth+1).
 
     - ladj = log det(I + J_g(x)) = Σ_{k≥1} (−1)^{k+1}/k · tr(J_g^k), convergent as
       ‖J_g‖ ≤ c < 1.  ``logdet=exact``: the d×d Jacobian by d vector-Jacobian products
@@ -59,9 +63,12 @@ class Residual(Bijection):
 
     Args:
         in_shapes: ``[shape]``; any shape, g acts on the flattened features.
-        net: ``mlp(hidden, act, init)``; ``init=zero`` starts g at 0 (the identity).
+        net: ``mlp(hidden, act, init)`` (any shape, flattened) or
+            ``conv(hidden, kernel, depth, act, init)`` ([C, H, W] only, shapes kept);
+            ``init=zero`` starts g at 0 (the identity).
         lipschitz: c in (0, 1), the bound on every linear map of g.
-        power_iters: power-iteration steps per weight update (for the gradient of σ).
+        power_iters: power-iteration steps per weight update (for the gradient of σ of an
+            mlp; conv layers differentiate the exact σ and ignore it).
         logdet: ``exact`` | ``series(terms)`` | ``roulette(p)``.
         trace: ``hutchinson(samples, noise)`` | ``exact``.
         grad: ``backprop`` | ``neumann``.
@@ -84,24 +91,35 @@ class Residual(Bijection):
     ) -> None:
         super().__init__(in_shapes)
         (shape,) = self.in_shapes
-        if _word(net) != "mlp":
+        kind = _word(net)
+        if kind not in ("mlp", "conv"):
             raise ValueError(
-                f"residual supports net=mlp only, got net={_word(net)}: a certified "
-                "Lipschitz bound for convolutions is not implemented"
+                f"residual supports net=mlp or net=conv, got net={kind}: a certified "
+                "Lipschitz bound for resnet nets is not implemented"
             )
+        if kind == "conv" and len(shape) != 3:
+            raise ValueError(f"residual with net=conv needs a [C, H, W] input, got {list(shape)}")
         act = net["act"]
         if not 0.0 < lipschitz < 1.0:
             raise ValueError(f"residual needs 0 < lipschitz < 1, got {lipschitz}")
         self.features = math.prod(shape)
         self.lipschitz = float(lipschitz)
-        self.g = LipschitzMLP(
-            self.features,
-            list(net["hidden"]),
-            act,
-            lipschitz,
-            power_iters,
-            zero_last=_word(net.get("init", "zero")) == "zero",
-        )
+        zero_last = _word(net.get("init", "zero")) == "zero"
+        self.g: LipschitzMLP | LipschitzConvNet
+        if kind == "conv":
+            self.g = LipschitzConvNet(
+                shape,
+                int(net["hidden"]),
+                int(net.get("kernel", 3)),
+                int(net.get("depth", 2)),
+                act,
+                lipschitz,
+                zero_last=zero_last,
+            )
+        else:
+            self.g = LipschitzMLP(
+                self.features, list(net["hidden"]), act, lipschitz, power_iters, zero_last
+            )
         if self.g.act_lipschitz > 1.0:
             raise ValueError(
                 f"residual needs a 1-Lipschitz activation, got {_word(act)} "
@@ -126,7 +144,8 @@ class Residual(Bijection):
 
     def lipschitz_bound(self) -> float:
         """A proven upper bound of Lip(g) for the current weights (float64 SVD of every
-        weight used, times the activations' constants); ≤ c by construction."""
+        weight used, or of every kernel's DFT for conv, times the activations' constants);
+        ≤ c by construction."""
         return self.g.lipschitz_bound()
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
