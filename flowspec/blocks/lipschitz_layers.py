@@ -71,7 +71,68 @@ def certified_sigma(weight: Tensor) -> float:
     return sigma_max(weight) * (1.0 + SVD_MARGIN + (8.0 + math.sqrt(r)) * eps)
 
 
-class SpectralLinear(nn.Module):
+class _CertifiedLayer(nn.Module):
+    """What the certified layers share: σ̂ (a proven bound of the raw weight's operator
+    norm) cached per weight value, the weight used in forward scaled so its norm is ≤ c,
+    and a term that is exactly zero in value giving that weight the gradient of spectral
+    normalisation by a differentiable estimate of σ.  Subclasses say how σ̂ is certified
+    (``certify``) and estimated (``sigma_estimate``)."""
+
+    lipschitz: float
+
+    def _reset_certificate(self) -> None:
+        self._certified_for: Tensor | None = None  # the weight σ̂ was computed for
+        self._sigma_hat = 0.0
+
+    def _apply(self, fn, recurse=True):  # .to(), .double(), ...: the certificate is stale
+        self._certified_for = None
+        return super()._apply(fn, recurse)
+
+    def certify(self, w: Tensor) -> float:
+        raise NotImplementedError
+
+    def after_certify(self, w: Tensor) -> None:
+        """Called with each newly certified weight."""
+
+    def sigma_estimate(self, w: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sigma_hat(self) -> float:
+        """σ̂, the certified upper bound of the raw weight's norm (cached per value)."""
+        w = self.weight.detach()
+        cached = self._certified_for
+        if (
+            cached is None
+            or cached.dtype != w.dtype
+            or cached.device != w.device
+            or not torch.equal(cached, w)
+        ):
+            self._sigma_hat = self.certify(w)
+            self._certified_for = w.clone()
+            self.after_certify(w)
+        return self._sigma_hat
+
+    def certified_bound(self) -> float:
+        """A proven bound of the norm of the weight used in forward: min(c, σ̂)."""
+        return min(self.lipschitz, self.sigma_hat())
+
+    def normalized_weight(self) -> Tensor:
+        """The weight used in forward, its norm certified ≤ c."""
+        sigma = self.sigma_hat()
+        w = self.weight
+        if sigma <= self.lipschitz:
+            return w
+        scaled = w * (self.lipschitz / sigma)
+        if torch.is_grad_enabled() and w.requires_grad:
+            # d(c·W/σ) = (c/σ)·dW − (c·W/σ²)·dσ with dσ from the estimate; the added term
+            # is exactly zero in value (est − est.detach() == 0), so the weight stays the
+            # certified one
+            est = self.sigma_estimate(w)
+            scaled = scaled - scaled * ((est - est.detach()) / sigma).to(w.dtype)
+        return scaled
+
+
+class SpectralLinear(_CertifiedLayer):
     """A linear map y = W̃x + b whose weight W̃ has a certified σ_max(W̃) ≤ c.
 
     Math: W̃ = W·min(1, c/σ̂(W)) with σ̂(W) ≥ σ_max(W) from a float64 SVD plus a rounding
@@ -105,28 +166,17 @@ class SpectralLinear(nn.Module):
             nn.init.zeros_(self.bias)
         self.register_buffer("u", F.normalize(torch.randn(out_features), dim=0))
         self.register_buffer("v", F.normalize(torch.randn(in_features), dim=0))
-        self._certified_for: Tensor | None = None  # the W that σ̂ was computed for
-        self._sigma_hat = 0.0
+        self._reset_certificate()
 
-    def _apply(self, fn, recurse=True):  # .to(), .double(), ...: the certificate is stale
-        self._certified_for = None
-        return super()._apply(fn, recurse)
+    def certify(self, w: Tensor) -> float:
+        return certified_sigma(w)
 
-    def sigma_hat(self) -> float:
-        """σ̂(W), the certified upper bound of σ_max of the raw weight (cached per value)."""
-        w = self.weight.detach()
-        cached = self._certified_for
-        if (
-            cached is None
-            or cached.dtype != w.dtype
-            or cached.device != w.device
-            or not torch.equal(cached, w)
-        ):
-            self._sigma_hat = certified_sigma(w)
-            self._certified_for = w.clone()
-            if self.power_iters > 0 and self.weight.requires_grad:
-                self._power_iteration(w)
-        return self._sigma_hat
+    def after_certify(self, w: Tensor) -> None:
+        if self.power_iters > 0 and self.weight.requires_grad:
+            self._power_iteration(w)
+
+    def sigma_estimate(self, w: Tensor) -> Tensor:
+        return torch.dot(self.u, torch.mv(w, self.v))  # uᵀWv from power iteration
 
     @torch.no_grad()
     def _power_iteration(self, w: Tensor) -> None:
@@ -142,20 +192,6 @@ class SpectralLinear(nn.Module):
         self.u.copy_(u)
         self.v.copy_(v)
 
-    def normalized_weight(self) -> Tensor:
-        """W̃, the weight used in forward, with σ_max(W̃) ≤ c certified."""
-        sigma = self.sigma_hat()
-        w = self.weight
-        if sigma <= self.lipschitz:
-            return w
-        scaled = w * (self.lipschitz / sigma)
-        if torch.is_grad_enabled() and w.requires_grad:
-            # d(c·W/σ) = (c/σ)·dW − (c·W/σ²)·dσ with dσ from uᵀWv; the added term is
-            # exactly zero in value (est − est.detach() == 0), so W̃ stays the certified one
-            est = torch.dot(self.u, torch.mv(w, self.v))
-            scaled = scaled - scaled * ((est - est.detach()) / sigma)
-        return scaled
-
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.normalized_weight(), self.bias)
 
@@ -170,7 +206,26 @@ def activation_lipschitz(act: Choice | str) -> float:
     return ACTIVATIONS[name][0]
 
 
-class LipschitzMLP(nn.Module):
+class _LipschitzNet(nn.Module):
+    """What the certified nets share: their layers' weights taken once, and the bound
+    from the layers' cached certificates."""
+
+    layers: nn.ModuleList
+    acts: nn.ModuleList
+    act_lipschitz: float
+
+    def weights(self) -> list[Tensor]:
+        return [layer.normalized_weight() for layer in self.layers]
+
+    def layer_bound(self) -> float:
+        """∏ min(c, σ̂_i)·∏ Lip(a), from the cached certificates (no new SVD)."""
+        bound = 1.0
+        for layer in self.layers:
+            bound *= layer.certified_bound()
+        return bound * self.act_lipschitz ** len(self.acts)
+
+
+class LipschitzMLP(_LipschitzNet):
     """g(x) = W̃_L·a(…a(W̃_1 x + b_1)…) + b_L with each σ_max(W̃_i) ≤ c certified.
 
     Math: Lip(g) ≤ ∏ σ_max(W̃_i) · ∏ Lip(a) ≤ c^L when Lip(a) ≤ 1.
@@ -214,9 +269,6 @@ class LipschitzMLP(nn.Module):
         self.acts = nn.ModuleList(make_activation(act) for _ in hidden)
         self.act_lipschitz = activation_lipschitz(act)
 
-    def weights(self) -> list[Tensor]:
-        return [layer.normalized_weight() for layer in self.layers]
-
     def forward(self, x: Tensor, weights: list[Tensor] | None = None) -> Tensor:
         if weights is None:
             weights = self.weights()
@@ -234,13 +286,6 @@ class LipschitzMLP(nn.Module):
             bound = 1.0
             for w in self.weights():
                 bound *= sigma_max(w) * (1.0 + SVD_MARGIN)
-        return bound * self.act_lipschitz ** len(self.acts)
-
-    def layer_bound(self) -> float:
-        """∏ min(c, σ̂(W_i))·∏ Lip(a), from the cached certificates (no new SVD)."""
-        bound = 1.0
-        for layer in self.layers:
-            bound *= min(layer.lipschitz, layer.sigma_hat())
         return bound * self.act_lipschitz ** len(self.acts)
 
 
@@ -317,7 +362,7 @@ def conv_norm_bound(kernel: Tensor, grid: tuple[int, int], rescaled: bool = Fals
     return float(circular_sigma(w, grid)) * (1.0 + numeric + (rounding if rescaled else 0.0))
 
 
-class SpectralConv2d(nn.Module):
+class SpectralConv2d(_CertifiedLayer):
     """A stride-1, zero-padded ("same") 2-D convolution whose operator norm on [C, H, W]
     inputs is certified ≤ c.
 
@@ -387,43 +432,13 @@ class SpectralConv2d(nn.Module):
         if zero:
             nn.init.zeros_(self.weight)
             nn.init.zeros_(self.bias)
-        self._certified_for: Tensor | None = None  # the K that σ̂ was computed for
-        self._sigma_hat = 0.0
+        self._reset_certificate()
 
-    def _apply(self, fn, recurse=True):  # .to(), .double(), ...: the certificate is stale
-        self._certified_for = None
-        return super()._apply(fn, recurse)
+    def certify(self, w: Tensor) -> float:
+        return conv_norm_bound(w, self.grid, rescaled=True)
 
-    def sigma_hat(self) -> float:
-        """σ̂(K), the certified bound of the raw kernel's operator norm (cached per value)."""
-        w = self.weight.detach()
-        cached = self._certified_for
-        if (
-            cached is None
-            or cached.dtype != w.dtype
-            or cached.device != w.device
-            or not torch.equal(cached, w)
-        ):
-            self._sigma_hat = conv_norm_bound(w, self.grid, rescaled=True)
-            self._certified_for = w.clone()
-        return self._sigma_hat
-
-    def certified_bound(self) -> float:
-        """A proven bound of ‖conv‖₂ for the kernel used in forward: min(c, σ̂(K))."""
-        return min(self.lipschitz, self.sigma_hat())
-
-    def normalized_weight(self) -> Tensor:
-        """K̃, the kernel used in forward, with ‖conv(K̃)‖₂ ≤ c certified."""
-        sigma = self.sigma_hat()
-        w = self.weight
-        if sigma <= self.lipschitz:
-            return w
-        scaled = w * (self.lipschitz / sigma)
-        if torch.is_grad_enabled() and w.requires_grad:
-            # exactly zero in value (σ₁ − σ₁.detach()), gradient that of c·K/σ₁
-            exact = circular_sigma(w, self.grid)
-            scaled = scaled - scaled * ((exact - exact.detach()) / sigma).to(w.dtype)
-        return scaled
+    def sigma_estimate(self, w: Tensor) -> Tensor:
+        return circular_sigma(w, self.grid)  # exact σ₁, differentiable
 
     def conv(self, x: Tensor, weight: Tensor) -> Tensor:
         """The zero-padded convolution of x: [B, c_in, H, W] with ``weight``."""
@@ -442,7 +457,7 @@ class SpectralConv2d(nn.Module):
         )
 
 
-class LipschitzConvNet(nn.Module):
+class LipschitzConvNet(_LipschitzNet):
     """g = conv_k ∘ a ∘ [conv_1 ∘ a]×(depth − 1) ∘ conv_k on [C, H, W] (shapes kept), every
     convolution a :class:`SpectralConv2d` with certified norm ≤ c.
 
@@ -485,9 +500,6 @@ class LipschitzConvNet(nn.Module):
         self.acts = nn.ModuleList(make_activation(act) for _ in range(depth))
         self.act_lipschitz = activation_lipschitz(act)
 
-    def weights(self) -> list[Tensor]:
-        return [layer.normalized_weight() for layer in self.layers]
-
     def forward(self, x: Tensor, weights: list[Tensor] | None = None) -> Tensor:
         if weights is None:
             weights = self.weights()
@@ -505,13 +517,6 @@ class LipschitzConvNet(nn.Module):
             bound = 1.0
             for layer, w in zip(self.layers, self.weights(), strict=True):
                 bound *= conv_norm_bound(w, layer.grid)
-        return bound * self.act_lipschitz ** len(self.acts)
-
-    def layer_bound(self) -> float:
-        """∏ min(c, σ̂(K_i))·∏ Lip(a), from the cached certificates (no new SVD)."""
-        bound = 1.0
-        for layer in self.layers:
-            bound *= layer.certified_bound()
         return bound * self.act_lipschitz ** len(self.acts)
 
 
