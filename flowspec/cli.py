@@ -1,6 +1,6 @@
 """The ``flowspec`` command.
 
-    flowspec check FILE... [--strict] [--format text|concise|json]
+    flowspec check FILE... [--strict] [--format text|concise|json|sarif|junit]
     flowspec compile SPEC -o model.py [--flow NAME]
     flowspec summary SPEC [--flow NAME]
     flowspec graph SPEC -o FILE.dot|.svg|.png [--flow NAME]
@@ -23,6 +23,8 @@ from flowspec.diagnostics import (
     has_errors,
     render_concise,
     render_json,
+    render_junit,
+    render_sarif,
     render_text,
     to_dict,
 )
@@ -58,6 +60,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         sources.update(comp.sources)
     if args.format == "json":
         print(render_json(all_diags))
+    elif args.format == "sarif":
+        print(render_sarif(all_diags))
+    elif args.format == "junit":
+        sys.stdout.write(render_junit(all_diags, list(sources), sources, args.strict))
     elif args.format == "concise":
         sys.stdout.write(render_concise(all_diags))
     else:
@@ -191,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check specs and report diagnostics")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--strict", action="store_true", help="warnings fail too")
-    p.add_argument("--format", choices=("text", "concise", "json"), default="text")
+    p.add_argument(
+        "--format", choices=("text", "concise", "json", "sarif", "junit"), default="text"
+    )
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("compile", help="write the generated PyTorch module")

@@ -2,8 +2,8 @@
 
 A :class:`Diagnostic` is a code, a severity, a message, a primary span, secondary
 labels and a hint.  ``CODES`` is the one registry of codes: the README table, the JSON
-output and the tests all read it.  Renderers (``text``, ``concise``, ``json``) read the
-same list of diagnostics.
+output and the tests all read it.  Sibling renderers (``text``, ``concise``, ``json``,
+``sarif``, ``junit``) read the same list of diagnostics.
 """
 
 from __future__ import annotations
@@ -228,6 +228,105 @@ def to_dict(d: Diagnostic) -> dict:
 
 def render_json(diagnostics: Iterable[Diagnostic]) -> str:
     return json.dumps([to_dict(d) for d in diagnostics], indent=2)
+
+
+def _region(span: Span) -> dict:
+    # SARIF regions are 1-based with an exclusive end column, as spans are
+    return {
+        "startLine": span.line,
+        "startColumn": span.column,
+        "endLine": span.end_line,
+        "endColumn": span.end_column,
+    }
+
+
+def render_sarif(diagnostics: Iterable[Diagnostic]) -> str:
+    """SARIF 2.1.0, for code-scanning tools: one rule per code of ``CODES``."""
+    from flowspec import __version__
+
+    rules = [
+        {
+            "id": c.code,
+            "name": c.slug,
+            "shortDescription": {"text": c.description},
+            "defaultConfiguration": {"level": c.severity.value},
+        }
+        for c in CODES.values()
+    ]
+    results = []
+    for d in diagnostics:
+        text = d.message + (f"\nhelp: {d.hint}" if d.hint else "")
+        results.append(
+            {
+                "ruleId": d.code,
+                "level": d.severity.value,
+                "message": {"text": text},
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": d.span.file},
+                            "region": _region(d.span),
+                        }
+                    }
+                ],
+                "relatedLocations": [
+                    {
+                        "id": i,
+                        "message": {"text": label.message},
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": label.span.file},
+                            "region": _region(label.span),
+                        },
+                    }
+                    for i, label in enumerate(d.labels)
+                ],
+            }
+        )
+    log = {
+        "version": "2.1.0",
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "runs": [
+            {
+                "tool": {"driver": {"name": "flowspec", "version": __version__, "rules": rules}},
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(log, indent=2)
+
+
+def render_junit(
+    diagnostics: Iterable[Diagnostic],
+    files: list[str],
+    sources: Mapping[str, Source] | None = None,
+    strict: bool = False,
+) -> str:
+    """JUnit XML: one test case per checked file, failed by its errors (and by its
+    warnings with ``strict``), the failure text rendered as ``check`` renders it."""
+    from xml.etree import ElementTree as ET
+
+    by_file: dict[str, list[Diagnostic]] = {f: [] for f in files}
+    for d in diagnostics:
+        by_file.setdefault(d.span.file, []).append(d)
+    suite = ET.Element("testsuite", name="flowspec check", tests=str(len(by_file)))
+    failures = 0
+    for path, diags in by_file.items():
+        case = ET.SubElement(suite, "testcase", classname="flowspec.check", name=path)
+        failing = [d for d in diags if d.is_error or strict]
+        if failing:
+            failures += 1
+            first = failing[0]
+            failure = ET.SubElement(
+                case, "failure", type=first.code, message=f"{first.code}: {first.message}"
+            )
+            failure.text = render_text(diags, sources)
+        elif diags:
+            ET.SubElement(case, "system-out").text = render_text(diags, sources)
+    suite.set("failures", str(failures))
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
 class SpecError(Exception):
