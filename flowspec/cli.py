@@ -254,6 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `flowspec summary spec | head`: the reader left, not a crash
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception:  # an internal bug: a short banner, never a user-facing traceback
         spec = next((a for a in argv if not a.startswith("-") and Path(a).is_file()), "?")
         sys.stderr.write(

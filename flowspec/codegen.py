@@ -125,7 +125,7 @@ def _method(
     have_ladj = False
     for i, (block, takes, gives) in enumerate(steps):
         node = block.node
-        w(f"        # line {node.span.line}: {line_of(node)}")
+        w(f"        # {line_of(node)}")
         for tid in (*takes, *node.reads.values()):
             if where.get(tid) != node.device:
                 dest = repr(node.device) if node.device is not None else "home"
@@ -184,7 +184,14 @@ def generate(
     while cls in taken:  # `flow planar` must not shadow the runtime class Planar
         cls += "Flow"
     by_node = {b.node.id: b for b in blocks}
-    line_of = (lambda n: source.line_text(n.span.line).strip()) if source else (lambda n: "")
+
+    def line_of(node: Node) -> str:
+        """``line 6: x = actnorm(x)``, with the call sites of the ``block``s it came from."""
+        text = f"line {node.span.line}"
+        if node.expanded_from:
+            text += " (called at line " + " → ".join(str(s.line) for s in node.expanded_from) + ")"
+        return text + (": " + source.line_text(node.span.line).strip() if source else "")
+
     placed = any(b.node.device is not None for b in blocks)
 
     out: list[str] = []
@@ -224,7 +231,7 @@ def generate(
     w("        super().__init__()")
     for b in blocks:
         node = b.node
-        w(f"        # line {node.span.line}: {line_of(node)}")
+        w(f"        # {line_of(node)}")
         shapes = [tuple(s) for s in node.in_shapes[: len(node.inputs)]]
         opts = _runtime_options(node, fg)
         w(f"        self.{b.attr} = {b.cls}({shapes!r}{', ' if opts else ''}{opts})")

@@ -24,6 +24,11 @@ def _shapes(shapes) -> str:
     return " ".join(_shape(s) for s in shapes) if shapes else "-"
 
 
+def _line(node) -> str:
+    """``8``, or ``6@31`` for line 6 of a ``block`` called at line 31."""
+    return "@".join(str(s.line) for s in (node.span, *reversed(node.expanded_from)))
+
+
 def _bound(value) -> str:
     return "∞" if value is None else f"{value:.4g}"
 
@@ -69,7 +74,7 @@ def summary_table(fg: FlowGraph, source: Source) -> str:
             (
                 str(i),
                 kind,
-                str(node.span.line),
+                _line(node),
                 _shapes(shapes),
                 _shapes(node.out_shapes),
                 f"{counts[i]:,}",
