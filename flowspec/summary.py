@@ -115,7 +115,9 @@ def to_dot(fg: FlowGraph) -> str:
     """The flow as Graphviz DOT: blocks are boxes, edges are tensors with shapes."""
 
     def q(text: str) -> str:
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # DOT strings: escape backslashes and quotes; a newline becomes DOT's \n break
+        escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return '"' + escaped + '"'
 
     lines = [
         f"digraph {q(fg.name)} {{",
@@ -131,9 +133,9 @@ def to_dot(fg: FlowGraph) -> str:
             label = "output"
             attrs = "shape=oval"
         else:
-            label = f"{node.kind}\\nline {node.span.line}"
+            label = f"{node.kind}\nline {_line(node)}"
             if node.device:
-                label += f"\\n@{node.device}"
+                label += f"\n@{node.device}"
             attrs = ""
         lines.append(f"  {q(node.id)} [label={q(label)}{', ' + attrs if attrs else ''}];")
     for producer, consumer, tid, read_only in fg.edges:

@@ -163,7 +163,9 @@ def test_cli_graph_dot_and_missing_graphviz(tmp_path, capsys, monkeypatch):
     code, _, _ = run(["graph", str(REALNVP), "-o", str(dot)], capsys)
     assert code == 0
     text = dot.read_text()
-    assert text.startswith('digraph "realnvp"') and "coupling.affine" in text
+    assert text.startswith('digraph "realnvp"')
+    # one DOT line break between the kind and the line (not an escaped backslash)
+    assert '[label="coupling.affine\\nline 7"];' in text
     monkeypatch.setattr("shutil.which", lambda name: None)
     code, _, err = run(["graph", str(REALNVP), "-o", str(tmp_path / "flow.svg")], capsys)
     assert code == 2 and "graphviz" in err and "Traceback" not in err
@@ -172,3 +174,14 @@ def test_cli_graph_dot_and_missing_graphviz(tmp_path, capsys, monkeypatch):
 def test_cli_check_json(capsys):
     code, out, _ = run(["check", "--format", "json", str(REALNVP)], capsys)
     assert code == 0 and json.loads(out) == []
+
+
+@pytest.mark.skipif(
+    __import__("shutil").which("dot") is None, reason="graphviz's dot is not installed"
+)
+def test_cli_graph_svg_through_graphviz(tmp_path, capsys):
+    target = tmp_path / "flow.svg"
+    code, _, _ = run(["graph", str(REALNVP), "-o", str(target)], capsys)
+    assert code == 0
+    svg = target.read_text()
+    assert "<svg" in svg and "coupling.affine" in svg and "\\n" not in svg
