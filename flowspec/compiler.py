@@ -85,6 +85,8 @@ def compile(
     except FlowNotFound as e:
         raise ValueError(str(e)) from None
     _check_devices(comp, name)
+    if device is not None and not _device_available(str(device)):
+        raise ValueError(f"compile(device={str(device)!r}): that device is not available here")
     cls = build_class(comp, name)
     module = cls()
     if device is not None or dtype is not None:

@@ -94,6 +94,13 @@ def test_unavailable_device_is_a_diagnostic_not_a_traceback():
     assert (d.code, d.line, d.column) == ("E500", 3, 8)
 
 
+def test_compile_to_an_unavailable_device_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match=r"device='cuda:3'.* not available"):
+        flowspec.compile(REALNVP, device="cuda:3")
+
+
 def test_training_realnvp_lowers_held_out_nll():
     torch.manual_seed(0)
     flow = flowspec.compile(REALNVP)
