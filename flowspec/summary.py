@@ -41,7 +41,9 @@ def parameter_counts(fg: FlowGraph, source: Source) -> list[int] | None:
     except ImportError:  # pragma: no cover - torch is a dependency
         return None
     comp = Compilation(source)
-    module = build_class(comp, fg.name)()
+    cls = build_class(comp, fg.name)
+    # counting needs no placement: a spec `on cuda:1` is summarised on any machine
+    module = type(cls.__name__, (cls,), {"DEVICES": {}})()
     return [
         sum(p.numel() for p in getattr(module, f"b{i}").parameters())
         for i in range(len(fg.blocks()))

@@ -165,6 +165,16 @@ def test_cli_summary_table(capsys):
     assert f"{8 * per_coupling:,} parameters" in out
 
 
+def test_cli_summary_of_a_spec_placed_on_a_device_this_machine_lacks(tmp_path, capsys):
+    spec = tmp_path / "gpu.flow"
+    spec.write_text(
+        "flow f {\n    input x: [2]\n    on cuda:1 { x = affine(x) }\n    output x\n}\n"
+    )
+    code, out, err = run(["summary", str(spec)], capsys)
+    assert code == 0, err
+    assert "affine @cuda:1" in out and "4 parameters" in out
+
+
 def test_cli_graph_dot_and_missing_graphviz(tmp_path, capsys, monkeypatch):
     dot = tmp_path / "flow.dot"
     code, _, _ = run(["graph", str(REALNVP), "-o", str(dot)], capsys)
