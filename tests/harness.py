@@ -227,3 +227,19 @@ __all__ = [
     "shape_rule_inputs",
     "tolerance",
 ]
+
+
+#: the Real NVP example of LANGUAGE.md §2, verbatim (test_parse, test_yaml)
+LANGUAGE_MD_REALNVP = """\
+# Real NVP on 2-D data
+flow realnvp {
+    input x: [2]                 # shape without the batch axis
+    latent normal                # normal (default) | logistic | uniform
+
+    repeat 8 {
+        x = coupling.affine(x, net=mlp(hidden=[64, 64], act=relu))
+        x = reverse(x)
+    }
+    output x
+}
+"""

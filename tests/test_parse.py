@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SPECS
+from harness import LANGUAGE_MD_REALNVP
 
 from flowspec.blocks.registry import REGISTRY
 from flowspec.blocks.types import Choice
@@ -521,19 +522,6 @@ def test_cond_reads_a_tensor_without_consuming_it():
 
 # ------------------------------------------------------------ the reference's examples
 
-LANGUAGE_MD_REALNVP = """\
-# Real NVP on 2-D data
-flow realnvp {
-    input x: [2]                 # shape without the batch axis
-    latent normal                # normal (default) | logistic | uniform
-
-    repeat 8 {
-        x = coupling.affine(x, net=mlp(hidden=[64, 64], act=relu))
-        x = reverse(x)
-    }
-    output x
-}
-"""
 
 LANGUAGE_MD_GLOW_STEP = """\
 block glow_step(x, hidden=512) {

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from harness import LANGUAGE_MD_REALNVP
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -199,23 +200,9 @@ flows:
     output: [x]
 """
 
-LANGUAGE_FLOW = """\
-# Real NVP on 2-D data
-flow realnvp {
-    input x: [2]                 # shape without the batch axis
-    latent normal                # normal (default) | logistic | uniform
-
-    repeat 8 {
-        x = coupling.affine(x, net=mlp(hidden=[64, 64], act=relu))
-        x = reverse(x)
-    }
-    output x
-}
-"""
-
 
 def test_the_language_reference_yaml_is_the_same_ast_as_its_flow():
-    assert parse(LANGUAGE_YAML) == parse_flow(LANGUAGE_FLOW)
+    assert parse(LANGUAGE_YAML) == parse_flow(LANGUAGE_MD_REALNVP)
     assert check(LANGUAGE_YAML).diagnostics == []
 
 
