@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SPECS
-from test_parse import LANGUAGE_MD_REALNVP
+from harness import LANGUAGE_MD_REALNVP
 
 import flowspec
 from flowspec.driver import Compilation
