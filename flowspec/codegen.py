@@ -5,14 +5,23 @@ with the spec line it came from in a comment — so the module runs without a gr
 interpreter or per-call dictionary lookups, and ``torch.compile`` sees plain Python.
 The same source is what ``flowspec compile -o model.py`` writes; importing that file
 rebuilds the same module (same parameter names, same construction order).
+
+Spec text is untrusted, so the generated source is built from data, never from spec
+text: every value goes through :func:`literal` (``repr`` of plain Python data), every
+name through an identifier check, and the one piece of spec text that is copied — the
+source line in each provenance comment — through :func:`safe_comment`, which escapes
+every character that is not printable (so no ``\\r``, NUL or Unicode line separator can
+end the comment early).  :func:`generate` checks that the result holds no such character.
 """
 
 from __future__ import annotations
 
 import hashlib
 import keyword
+import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from flowspec import __version__
 from flowspec.blocks.registry import REGISTRY
@@ -20,6 +29,85 @@ from flowspec.blocks.types import Choice, TensorName
 from flowspec.ir.graph import FlowGraph, Node
 from flowspec.syntax import ast
 from flowspec.syntax.spans import Source
+
+# ------------------------------------------------------------ spec text → source, safely
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def safe_comment(text: str) -> str:
+    """``text`` made safe to follow ``#`` in generated source: every character that is not
+    printable is replaced by its escape (``\\x00``, ``\\u2028``).
+
+    ``str.isprintable`` is false for every line terminator Python or ``str.splitlines``
+    knows (``\\r``, ``\\n``, ``\\x0b``, ``\\x0c``, ``\\x1c``-``\\x1e``, ``\\x85``, ``\\u2028``,
+    ``\\u2029``), for NUL, tab and every other control character, for format characters
+    such as the bidi override U+202E and for every separator but the ASCII space, so the
+    comment ends where the generated line ends and reads as it will be shown.  Printable
+    text (``→``, ``≤``) is kept as written."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def identifier(name: str) -> str:
+    """``name`` if it is a plain ASCII Python identifier (and not a keyword), else a
+    ``ValueError``: the front ends only make such names, so this is an internal check."""
+    if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
+        raise ValueError(f"codegen: {name!r} is not a Python identifier")
+    return name
+
+
+def literal(value: Any) -> str:
+    """Python source for an option value, built from its type: ``None``, booleans,
+    integers, floats (``float('inf')`` for the non-finite ones), strings (``repr``), lists,
+    tuples, dicts with string keys and :class:`Choice` (kind as a string, option keys as
+    identifiers).  Anything else is an internal error, never ``str()``-ed into the code."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        text = float.__repr__(value)
+        return text if math.isfinite(value) else f"float({text!r})"
+    if isinstance(value, str):
+        return str.__repr__(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        items = [literal(v) for v in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{literal(str(k))}: {literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, Choice):
+        args = "".join(f", {identifier(k)}={literal(v)}" for k, v in value.options.items())
+        return f"Choice({literal(value.kind)}{args})"
+    raise TypeError(f"codegen: no Python literal for a {type(value).__name__}")
+
+
+def _check_lines(lines: list[str]) -> None:
+    """The defensive last step: every generated line is one line of printable text, so no
+    comment or string can end early and let spec text run as code."""
+    for i, line in enumerate(lines, 1):
+        if not line.isprintable():
+            bad = next(ch for ch in line if not ch.isprintable())
+            raise AssertionError(f"codegen: generated line {i} holds {_escape(bad)}: {line!r}")
+
+
+def _local_name(name: str) -> str:
+    """A spec tensor name as a Python local: itself when it is a plain identifier (the
+    grammar's names always are), else its ASCII letters, digits and ``_``."""
+    if name.isascii() and name.isidentifier():
+        return name
+    name = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return name if name[:1].isalpha() or name[:1] == "_" else "t_" + name
 
 
 def class_name(flow_name: str) -> str:
@@ -69,7 +157,7 @@ class _Names:
         self.live: dict[str, str] = {}  # name → tensor id
 
     def bind(self, tid: str) -> str:
-        base = self.fg.tensors[tid].name
+        base = _local_name(self.fg.tensors[tid].name)
         if keyword.iskeyword(base) or base in _RESERVED:
             base += "_"
         name, k = base, 2
@@ -93,7 +181,7 @@ def _runtime_options(node: Node, fg: FlowGraph) -> str:
     for key, value in node.options.items():
         if isinstance(value, TensorName):
             value = fg.tensors[value.id].shape
-        parts.append(f"{key}={value!r}")
+        parts.append(f"{identifier(key)}={literal(value)}")
     return ", ".join(parts)
 
 
@@ -128,11 +216,11 @@ def _method(
         w(f"        # {line_of(node)}")
         for tid in (*takes, *node.reads.values()):
             if where.get(tid) != node.device:
-                dest = repr(node.device) if node.device is not None else "home"
+                dest = literal(node.device) if node.device is not None else "home"
                 w(f"        {names[tid]} = {names[tid]}.to({dest})")
                 where[tid] = node.device
         call_args = [names[t] for t in takes]
-        call_args += [f"{key}={names[tid]}" for key, tid in node.reads.items()]
+        call_args += [f"{identifier(key)}={names[tid]}" for key, tid in node.reads.items()]
         names.release(i)
         targets = ", ".join(names.bind(t) for t in gives)
         call = ", ".join(call_args)
@@ -186,20 +274,22 @@ def generate(
     by_node = {b.node.id: b for b in blocks}
 
     def line_of(node: Node) -> str:
-        """``line 6: x = actnorm(x)``, with the call sites of the ``block``s it came from."""
-        text = f"line {node.span.line}"
+        """``line 6: x = actnorm(x)``, with the call sites of the ``block``s it came from;
+        the spec's text only through :func:`safe_comment`."""
+        text = f"line {int(node.span.line)}"
         if node.expanded_from:
-            text += " (called at line " + " → ".join(str(s.line) for s in node.expanded_from) + ")"
-        return text + (": " + source.line_text(node.span.line).strip() if source else "")
+            calls = " → ".join(str(int(s.line)) for s in node.expanded_from)
+            text += f" (called at line {calls})"
+        if source:
+            text += ": " + safe_comment(source.line_text(node.span.line).strip())
+        return text
 
     placed = any(b.node.device is not None for b in blocks)
 
     out: list[str] = []
     w = out.append
-    w(
-        f"# Generated by flowspec {__version__} from {source.path if source else '<spec>'}, "
-        f"flow `{fg.name}`."
-    )
+    origin = safe_comment(source.path if source else "<spec>")
+    w(f"# Generated by flowspec {__version__} from {origin}, flow `{safe_comment(fg.name)}`.")
     w("# Regenerate it with `flowspec compile`; edits are lost.")
     w("from __future__ import annotations")
     w("")
@@ -208,24 +298,24 @@ def generate(
     imports.setdefault("flowspec.blocks.types", set()).add("Choice")
     imports.setdefault("flowspec.flow", set()).add("Flow")
     for module in sorted(imports):
-        w(f"from {module} import {', '.join(sorted(imports[module]))}")
+        imported = ", ".join(identifier(n) for n in sorted(imports[module]))
+        w(f"from {'.'.join(identifier(p) for p in module.split('.'))} import {imported}")
     w("")
     w("")
-    w(f"class {cls}(Flow):")
-    w(f'    """Flow `{fg.name}` ({len(blocks)} blocks)."""')
+    w(f"class {identifier(cls)}(Flow):")
+    # the docstring shows the name as a comment would, with \\ and " escaped too
+    doc_name = safe_comment(fg.name).replace("\\", "\\\\").replace('"', '\\"')
+    w(f'    """Flow `{doc_name}` ({len(blocks)} blocks)."""')
     w("")
-    w(f"    FLOW_NAME = {fg.name!r}")
-    w(f"    SPEC_HASH = {spec_hash(program, fg.name)!r}")
-    w(f"    INPUT_SHAPE = {tuple(fg.input_shape)!r}")
+    w(f"    FLOW_NAME = {literal(fg.name)}")
+    w(f"    SPEC_HASH = {literal(spec_hash(program, fg.name))}")
+    w(f"    INPUT_SHAPE = {literal(tuple(fg.input_shape))}")
     out_shapes = tuple(tuple(fg.tensors[t].shape) for t in fg.outputs)
-    w(f"    OUTPUT_SHAPES = {out_shapes!r}")
-    w(f"    LATENT = {fg.latent_choice!r}")
-    w(f"    DEQUANTIZE = {fg.dequantize_choice!r}")
-    w(
-        "    DEVICES = {"
-        + ", ".join(f"{b.attr!r}: {b.node.device!r}" for b in blocks if b.node.device is not None)
-        + "}"
-    )
+    w(f"    OUTPUT_SHAPES = {literal(out_shapes)}")
+    w(f"    LATENT = {literal(fg.latent_choice)}")
+    w(f"    DEQUANTIZE = {literal(fg.dequantize_choice)}")
+    devices = {b.attr: b.node.device for b in blocks if b.node.device is not None}
+    w(f"    DEVICES = {literal(devices)}")
     w("")
     w("    def __init__(self) -> None:")
     w("        super().__init__()")
@@ -234,10 +324,10 @@ def generate(
         w(f"        # {line_of(node)}")
         shapes = [tuple(s) for s in node.in_shapes[: len(node.inputs)]]
         opts = _runtime_options(node, fg)
-        w(f"        self.{b.attr} = {b.cls}({shapes!r}{', ' if opts else ''}{opts})")
+        w(f"        self.{b.attr} = {b.cls}({literal(shapes)}{', ' if opts else ''}{opts})")
         if REGISTRY[node.kind].inverse_class(node.options) == "iterative":
             where_ = f"{node.kind} at {node.span}"
-            w(f"        self.{b.attr}.name = {where_!r}  # named in run-time errors")
+            w(f"        self.{b.attr}.name = {literal(where_)}  # named in run-time errors")
     if placed:
         w("        for name, device in self.DEVICES.items():")
         w("            getattr(self, name).to(device)")
@@ -260,6 +350,7 @@ def generate(
     w("")
     w(f"Model = {cls}")
     w("")
+    _check_lines(out)
     return "\n".join(out)
 
 
@@ -279,4 +370,12 @@ def _inverse_order(fg: FlowGraph) -> list[str]:
     return [n for n in order if n in rank]
 
 
-__all__ = ["Choice", "class_name", "generate", "spec_hash"]
+__all__ = [
+    "Choice",
+    "class_name",
+    "generate",
+    "identifier",
+    "literal",
+    "safe_comment",
+    "spec_hash",
+]

@@ -690,8 +690,14 @@ class _Lowerer:
     def get(self, node, key: str):
         return self.reader.get(node, key)
 
-    def name(self, node) -> ast.Name:
-        return ast.Name(node.value, self.span(node))
+    def name(self, node, text: str | None = None, dotted: bool = False) -> ast.Name:
+        text = node.value if text is None else text
+        # the schema's `$` also matches before a final newline, so check again
+        if not all(_is_name(part) for part in (text.split(".") if dotted else [text])):
+            self.diagnostics.append(
+                Diagnostic("E100", f"`{text}` is not a valid name", self.span(node))
+            )
+        return ast.Name(text, self.span(node))
 
     def names(self, node) -> tuple[ast.Name, ...]:
         if isinstance(node, pyyaml.SequenceNode):
@@ -745,7 +751,7 @@ class _Lowerer:
                 ((key, (key_node, value)),) = self.reader.pairs(p).items()
                 params.append(
                     ast.Param(
-                        ast.Name(key, self.span(key_node)),
+                        self.name(key_node, key),
                         self.value(value),
                         self.pair_span(key_node, value),
                     )
@@ -809,7 +815,7 @@ class _Lowerer:
         from flowspec.syntax.schema import STEP_KEYS
 
         op = self.get(node, "op")
-        kind = self.name(op)
+        kind = self.name(op, dotted=True)
         if kind.id not in REGISTRY and kind.id not in self.block_names:
             candidates = [*REGISTRY, *sorted(self.block_names)]
             self.diagnostics.append(
@@ -853,7 +859,7 @@ class _Lowerer:
                 self.reader.scalar(kind), str
             ):  # the schema says so first; the option resolution may get here before it
                 self.fail("E201", "a net or estimator needs `kind`", node)
-            return ast.Call(self.name(kind), tuple(args), span)
+            return ast.Call(self.name(kind, dotted=True), tuple(args), span)
         value = self.reader.scalar(node)
         if isinstance(value, bool):
             return ast.Bool(value, span)
