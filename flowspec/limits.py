@@ -16,8 +16,10 @@ torch nor the registry at import time, so the checker stays light.
 from __future__ import annotations
 
 #: features per sample (the product of the input shape) and the size of any one axis:
-#: 2**24, a 3×2048×2048 image, or 16 million tabular features
-MAX_FEATURES = 1 << 24
+#: 2**22, a 4×1024×1024 image or 4 million tabular features.  Building a block costs
+#: Python-level work per feature (a shuffle's permutation, a checkerboard's indices:
+#: seconds per million), so this bound also bounds the time compile and summary take
+MAX_FEATURES = 1 << 22
 #: axes of the input shape (without the batch axis)
 MAX_RANK = 8
 #: a hidden width: an mlp layer, the channels of a conv or resnet net
@@ -35,7 +37,7 @@ MAX_FIXEDPOINT_ITER = 100_000
 #: a seed (``shuffle(seed=)``, ``random(seed=)``): what a signed 64-bit integer holds
 MAX_SEED = (1 << 63) - 1
 #: a squeeze / unsqueeze factor (its square may not exceed :data:`MAX_FEATURES`)
-MAX_FACTOR = 1 << 12
+MAX_FACTOR = 1 << 11
 #: the parts of one ``split(sizes=[...])``
 MAX_SPLIT_PARTS = 1024
 #: the smallest ``roulette(p=)``: the series has 1/p terms on average, so a tiny p
@@ -84,7 +86,7 @@ def bounded_options() -> list[tuple[str, str, str]]:
         for opt in options:
             if isinstance(opt.type, Enum):
                 for word, sub in opt.type.words.items():
-                    visit(f"{word}(...)", sub)
+                    visit(f"{opt.name}={word}(...)", sub)
                 continue
             accepts = _accepts(opt.type)
             if accepts is not None and (owner, opt.name) not in seen:
@@ -93,9 +95,9 @@ def bounded_options() -> list[tuple[str, str, str]]:
 
     for kind in KINDS:
         visit(kind.name, kind.options)
-    for table in (LATENTS, DEQUANTIZERS):
+    for keyword, table in (("latent", LATENTS), ("dequantize", DEQUANTIZERS)):
         for word, sub in table.words.items():
-            visit(f"{word}(...)", sub)
+            visit(f"{keyword} {word}(...)", sub)
     blocks = [r for r in rows if not r[0].endswith("(...)")]
     words = sorted((r for r in rows if r[0].endswith("(...)")), key=lambda r: r[0])
     return blocks + words
