@@ -112,9 +112,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
     comp, status = _checked(args)
     if status:
         return status
+    from flowspec.diagnostics import SpecError
     from flowspec.summary import summary_table
 
-    print(summary_table(comp.flow_graph(args.flow), comp.source))
+    try:
+        table = summary_table(comp.flow_graph(args.flow), comp.source)
+    except SpecError as e:  # the module could not be built to count its parameters
+        sys.stderr.write(render_text(e.diagnostics, e.sources))
+        return EXIT_ERRORS
+    print(table)
     return EXIT_OK
 
 

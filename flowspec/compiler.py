@@ -8,9 +8,11 @@ from pathlib import Path
 
 import torch
 
+from flowspec import build
 from flowspec.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
 from flowspec.flow import Flow
+from flowspec.limits import MAX_PARAMETERS
 
 
 def _device_available(device: str) -> bool:
@@ -70,6 +72,7 @@ def compile(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     jit: bool = False,
+    max_parameters: int | None = MAX_PARAMETERS,
 ) -> Flow:
     """Compile a spec (a path or the spec's text) into a :class:`Flow`.
 
@@ -77,6 +80,10 @@ def compile(
     blocks that no ``on`` statement places; ``jit=True`` wraps the generated ``forward``,
     ``inverse``, ``transform`` and ``inverse_transform`` with ``torch.compile``.  A spec
     with errors raises one :class:`SpecError` carrying the diagnostics.
+
+    ``max_parameters`` bounds the numbers (parameters and buffers) the module may
+    allocate, counted before anything is allocated (E500 above it; ``None``: no
+    limit); an allocation that fails anyway is an E500 SpecError naming the block.
     """
     comp = Compilation.of(spec)
     comp.raise_for_errors()
@@ -88,12 +95,11 @@ def compile(
     if device is not None and not _device_available(str(device)):
         raise ValueError(f"compile(device={str(device)!r}): that device is not available here")
     cls = build_class(comp, name)
-    module = cls()
+    fg = comp.flow_graph(name)
+    sizes = build.check_size(cls, fg, comp.sources, max_parameters)
+    module = build.construct(cls, fg, comp.sources, sizes)
     if device is not None or dtype is not None:
-        for attr, child in module.named_children():
-            placed = cls.DEVICES.get(attr)
-            child.to(device=placed or device, dtype=dtype)
-        module._probe = module._probe.to(device=device, dtype=dtype)
+        build.place(module, fg, comp.sources, device, dtype, sizes)
     if jit:
         # every generated straight-line method, so sample() (inverse_transform) and
         # log_prob() (forward) both run compiled; fullgraph=True: a graph break is an error

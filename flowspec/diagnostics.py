@@ -67,7 +67,11 @@ CODES: dict[str, Code] = {
         Code(
             "E401", "requirement-violated", "`require exact_logdet` / `analytic_inverse` violated"
         ),
-        Code("E500", "bad-device", "bad device placement"),
+        Code(
+            "E500",
+            "bad-device",
+            "bad device placement, or a module over `max_parameters` or that cannot be allocated",
+        ),
         Code(
             "W100",
             "untransformed-features",

@@ -26,34 +26,35 @@ def transformed_indices(mask: str, flip: bool, shape: tuple[int, ...]) -> list[i
     """
     d = shape[0]
     inner = numel(shape[1:])
-    if mask in ("half", "channel"):
-        rows = range(d // 2, d)
-        flat = [r * inner + k for r in rows for k in range(inner)]
-    elif mask == "alternate":
-        flat = [r * inner + k for r in range(1, d, 2) for k in range(inner)]
+    # built from ranges (each a C-level extend), and ``flip`` as the other half of the
+    # partition rather than a set difference: 16 million features take a second
+    flat: list[int] = []
+    if mask in ("half", "channel", "alternate"):
+        if mask == "alternate":
+            rows = range(0, d, 2) if flip else range(1, d, 2)
+        else:
+            rows = range(d // 2) if flip else range(d // 2, d)
+        for r in rows:
+            flat.extend(range(r * inner, (r + 1) * inner))
     elif mask == "checkerboard":
         _, h, w = shape
-        flat = [
-            c * h * w + i * w + j
-            for c in range(d)
-            for i in range(h)
-            for j in range(w)
-            if (i + j) % 2 == 1
-        ]
+        for c in range(d):
+            for i in range(h):
+                base = (c * h + i) * w
+                # (i + j) odd is transformed; flip takes (i + j) even
+                flat.extend(range(base + (i % 2 if flip else 1 - i % 2), base + w, 2))
     else:
         raise ValueError(f"unknown mask {mask}")
-    if flip:
-        chosen = set(flat)
-        flat = [i for i in range(numel(shape)) if i not in chosen]
     return flat
 
 
-def axis0_split(mask: str, flip: bool, d: int) -> tuple[list[int], list[int]]:
-    """(conditioning rows, transformed rows) of axis 0 for the row masks."""
+def axis0_split(mask: str, flip: bool, d: int) -> tuple[range, range]:
+    """(conditioning rows, transformed rows) of axis 0 for the row masks (ranges, not
+    lists: a coupling on 16 million features builds no 16-million-item list)."""
     if mask in ("half", "channel"):
-        a, b = list(range(d // 2)), list(range(d // 2, d))
+        a, b = range(d // 2), range(d // 2, d)
     elif mask == "alternate":
-        a, b = list(range(0, d, 2)), list(range(1, d, 2))
+        a, b = range(0, d, 2), range(1, d, 2)
     else:
         raise ValueError(f"{mask} is not a row mask")
     return (b, a) if flip else (a, b)

@@ -34,16 +34,23 @@ def _bound(value) -> str:
 
 
 def parameter_counts(fg: FlowGraph, source: Source) -> list[int] | None:
-    """Parameters per block, from the compiled module (None if torch is missing)."""
+    """Parameters per block, counted on the ``meta`` device: nothing is allocated, and
+    a spec `on cuda:1` is summarised on any machine.  None if torch is missing.
+
+    A block that cannot be built on ``meta`` makes the module be built for real, an
+    allocation failure then being a SpecError (E500) rather than a crash."""
     try:
+        from flowspec import build
         from flowspec.compiler import build_class
         from flowspec.driver import Compilation
     except ImportError:  # pragma: no cover - torch is a dependency
         return None
     comp = Compilation(source)
     cls = build_class(comp, fg.name)
-    # counting needs no placement: a spec `on cuda:1` is summarised on any machine
-    module = type(cls.__name__, (cls,), {"DEVICES": {}})()
+    module = build.shapes_only(cls)
+    if module is None:
+        unplaced = type(cls.__name__, (cls,), {"DEVICES": {}})
+        module = build.construct(unplaced, fg, comp.sources)
     return [
         sum(p.numel() for p in getattr(module, f"b{i}").parameters())
         for i in range(len(fg.blocks()))

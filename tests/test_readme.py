@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from flowspec.diagnostics import CODES
+from flowspec.limits import limits_table
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -17,6 +18,11 @@ def test_code_table_matches_registry():
     assert [(c, s, slug, d) for c, s, slug, d in rows] == [
         (c.code, c.severity.value, c.slug, c.description) for c in CODES.values()
     ]
+
+
+def test_limits_table_matches_the_registry():
+    block = README.split("<!-- limits:begin")[1].split("<!-- limits:end -->")[0]
+    assert block.split("-->\n", 1)[1].strip() == limits_table()
 
 
 def test_ci_runs_the_readme_test_command():

@@ -149,11 +149,12 @@ class Coupling(Bijection):
         return f"{super().extra_repr()}, mask={self.mask}, flip={self.flip}{cond}"
 
 
-def _as_slice(rows: list[int]) -> slice:
+def _as_slice(rows: range | list[int]) -> slice:
     """The slice selecting ``rows`` (consecutive or every other row)."""
     step = rows[1] - rows[0] if len(rows) > 1 else 1
     s = slice(rows[0], rows[-1] + 1, step)
-    if list(range(s.start, s.stop, step)) != rows:
+    expected = range(s.start, s.stop, step)
+    if (expected != rows) if isinstance(rows, range) else (list(expected) != list(rows)):
         raise ValueError(f"rows {rows} are not a slice")
     return s
 

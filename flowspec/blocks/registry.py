@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowspec import limits as L
 from flowspec import masks
 from flowspec.blocks.types import (
     Bool,
@@ -137,25 +138,32 @@ ACTIVATIONS: dict[str, tuple[float, bool]] = {
     "swish": (1.100, True),
 }
 ACT = Enum({a: () for a in ACTIVATIONS}, what="activation")
+#: the hidden widths of an mlp or MADE net (flowspec.limits bounds every size)
+HIDDEN = IntList(
+    max_len=L.MAX_LAYERS, item_min=1, item_max=L.MAX_WIDTH, item="width", items="widths"
+)
+WIDTH = Int(min=1, max=L.MAX_WIDTH)
+LAYERS = Int(min=1, max=L.MAX_LAYERS)
+SEED = Int(min=0, max=L.MAX_SEED)
 INIT = Enum({"zero": (), "default": ()}, what="initialisation")
 
 NETS = Enum(
     {
         "mlp": (
-            Option("hidden", IntList(item_min=1), [64, 64], doc="widths of the hidden layers"),
+            Option("hidden", HIDDEN, [64, 64], doc="widths of the hidden layers"),
             Option("act", ACT, "relu"),
             Option("init", INIT, "zero", doc="`zero`: last layer zero (identity start)"),
         ),
         "conv": (
-            Option("hidden", Int(min=1), 512, doc="channels of the hidden layers"),
-            Option("kernel", Int(min=1), 3),
-            Option("depth", Int(min=1), 2, doc="number of hidden convolutions"),
+            Option("hidden", WIDTH, 512, doc="channels of the hidden layers"),
+            Option("kernel", Int(min=1, max=L.MAX_KERNEL), 3),
+            Option("depth", LAYERS, 2, doc="number of hidden convolutions"),
             Option("act", ACT, "relu"),
             Option("init", INIT, "zero"),
         ),
         "resnet": (
-            Option("hidden", Int(min=1), 256),
-            Option("blocks", Int(min=1), 2),
+            Option("hidden", WIDTH, 256),
+            Option("blocks", LAYERS, 2),
             Option("act", ACT, "relu"),
             Option("init", INIT, "zero"),
         ),
@@ -168,13 +176,11 @@ DEQUANTIZERS = Enum({"uniform": (Option("bits", Int(min=1, max=16), 8),)}, what=
 
 MASK = Enum({m: () for m in ("half", "alternate", "checkerboard", "channel")}, what="mask")
 SCALE = Enum({"exp": (), "sigmoid": (), "softclamp": ()}, what="scale")
-ORDER = Enum(
-    {"natural": (), "reverse": (), "random": (Option("seed", Int(min=0), 0),)}, what="order"
-)
+ORDER = Enum({"natural": (), "reverse": (), "random": (Option("seed", SEED, 0),)}, what="order")
 TRACE = Enum(
     {
         "hutchinson": (
-            Option("samples", Int(min=1), 1),
+            Option("samples", Int(min=1, max=L.MAX_SAMPLES), 1),
             Option("noise", Enum({"rademacher": (), "gaussian": ()}, what="noise"), "rademacher"),
         ),
         "exact": (),
@@ -185,7 +191,7 @@ LOGDET = Enum(
     {
         "exact": (),
         "series": (Option("terms", Int(min=1, max=100), 5),),
-        "roulette": (Option("p", Float(0.0, 1.0, min_open=True, max_open=True), 0.5),),
+        "roulette": (Option("p", Float(L.MIN_ROULETTE_P, 1.0, max_open=True), 0.5),),
     },
     what="log-det estimator",
 )
@@ -193,7 +199,7 @@ FIXEDPOINT = Enum(
     {
         "fixedpoint": (
             Option("tol", Float(0.0, min_open=True), 1e-6),
-            Option("max_iter", Int(min=1), 200),
+            Option("max_iter", Int(min=1, max=L.MAX_FIXEDPOINT_ITER), 200),
         )
     },
     what="inverse",
@@ -660,7 +666,14 @@ KINDS: tuple[BlockKind, ...] = (
         "split",
         "split along an axis (halves if sizes omitted)",
         "",
-        (Option("sizes", IntList(min_len=2, item_min=1), None), Option("dim", Int(), 0)),
+        (
+            Option(
+                "sizes",
+                IntList(2, L.MAX_SPLIT_PARTS, 1, L.MAX_FEATURES, item="size", items="sizes"),
+                None,
+            ),
+            Option("dim", Int(), 0),
+        ),
         _split_shape,
         f"{_R}.reshape:Split",
         outputs=lambda opts: len(opts["sizes"]) if opts.get("sizes") else 2,
@@ -692,7 +705,7 @@ KINDS: tuple[BlockKind, ...] = (
         "squeeze",
         "[C, H, W] → [C·f², H/f, W/f]",
         "Dinh et al. 2017, arXiv:1605.08803",
-        (Option("factor", Int(min=1), 2),),
+        (Option("factor", Int(min=1, max=L.MAX_FACTOR), 2),),
         _squeeze_shape,
         f"{_R}.reshape:Squeeze",
         lipschitz=ISOMETRY[0],
@@ -705,7 +718,7 @@ KINDS: tuple[BlockKind, ...] = (
         "unsqueeze",
         "[C, H, W] → [C/f², H·f, W·f], the inverse of squeeze",
         "",
-        (Option("factor", Int(min=1), 2),),
+        (Option("factor", Int(min=1, max=L.MAX_FACTOR), 2),),
         _unsqueeze_shape,
         f"{_R}.reshape:Unsqueeze",
         lipschitz=ISOMETRY[0],
@@ -731,7 +744,14 @@ KINDS: tuple[BlockKind, ...] = (
         "reshape",
         "reshape to `shape` (one entry may be -1)",
         "",
-        (Option("shape", IntList(min_len=1, item_min=-1), None, required=True),),
+        (
+            Option(
+                "shape",
+                IntList(1, L.MAX_RANK, -1, L.MAX_FEATURES, item="axis", items="axes"),
+                None,
+                required=True,
+            ),
+        ),
         _reshape_shape,
         f"{_R}.reshape:Reshape",
         lipschitz=ISOMETRY[0],
@@ -759,7 +779,7 @@ KINDS: tuple[BlockKind, ...] = (
         "shuffle",
         "a fixed random permutation of the features",
         "",
-        (Option("seed", Int(min=0), 0),),
+        (Option("seed", SEED, 0),),
         _same,
         f"{_R}.permute:Shuffle",
         lipschitz=ISOMETRY[0],
@@ -774,7 +794,14 @@ KINDS: tuple[BlockKind, ...] = (
         "permute",
         "an explicit permutation of the features",
         "",
-        (Option("order", IntList(min_len=1, item_min=0), None, required=True),),
+        (
+            Option(
+                "order",
+                IntList(1, L.MAX_FEATURES, 0, L.MAX_FEATURES - 1, item="index", items="indices"),
+                None,
+                required=True,
+            ),
+        ),
         _permute_shape,
         f"{_R}.permute:Permute",
         lipschitz=ISOMETRY[0],
@@ -972,7 +999,7 @@ KINDS: tuple[BlockKind, ...] = (
         "MAF: x_i ← x_i·exp(s_i(x_<i)) + t_i(x_<i), MADE conditioner",
         "Papamakarios, Pavlakou, Murray 2017, Masked Autoregressive Flow, arXiv:1705.07057",
         (
-            Option("hidden", IntList(item_min=1), [64, 64]),
+            Option("hidden", HIDDEN, [64, 64]),
             Option("act", ACT, "relu"),
             Option("order", ORDER, "natural"),
             Option("iaf", Bool(), False),
@@ -991,7 +1018,7 @@ KINDS: tuple[BlockKind, ...] = (
         "NSF-AR: a rational-quadratic spline per feature, MADE conditioner",
         "Durkan et al. 2019, Neural Spline Flows, arXiv:1906.04032",
         (
-            Option("hidden", IntList(item_min=1), [64, 64]),
+            Option("hidden", HIDDEN, [64, 64]),
             Option("act", ACT, "relu"),
             Option("bins", Int(min=1, max=64), 8),
             Option("bound", Float(0.0, min_open=True), 3.0),
@@ -1016,7 +1043,7 @@ KINDS: tuple[BlockKind, ...] = (
         (
             NET,
             Option("lipschitz", Float(0.0, min_open=True), 0.97),
-            Option("power_iters", Int(min=1), 5),
+            Option("power_iters", Int(min=1, max=L.MAX_POWER_ITERS), 5),
             Option("logdet", LOGDET, "roulette"),
             Option("trace", TRACE, "hutchinson"),
             Option("grad", GRAD, "backprop"),

@@ -118,7 +118,8 @@ def describe(value: Any) -> str:
     if isinstance(value, int):
         return f"the integer {value}"
     if isinstance(value, float):
-        return f"the number {value:g}"
+        # an integral float keeps its point: "the number 2.0", not "the number 2"
+        return f"the number {value!r}" if value.is_integer() else f"the number {value:g}"
     if isinstance(value, str):
         return f'the string "{value}"'
     if isinstance(value, list):
@@ -153,16 +154,24 @@ class Int(OptionType):
     name: str = "an integer"
 
     def resolve(self, value: Any) -> int:
+        if isinstance(value, float):
+            # even an integral float: 1e308 is "integral" and no size
+            raise OptionError(
+                f"expected {self.name}, got the float {value!r}", hint=_integer_hint(value)
+            )
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise self.wrong(value)
+            raise self.wrong(value)
         if self.min is not None and value < self.min:
             raise OptionError(f"must be at least {self.min}, got {value}")
         if self.max is not None and value > self.max:
-            raise OptionError(f"must be at most {self.max}, got {value}")
+            raise OptionError(f"{value} is too large: at most {self.max}")
         return value
+
+
+def _integer_hint(value: float) -> str:
+    if value.is_integer() and abs(value) <= 2**53:
+        return f"write `{int(value)}`: integers have no decimal point or exponent"
+    return "write a whole number without a decimal point or exponent"
 
 
 @dataclass(frozen=True)
@@ -227,24 +236,31 @@ class IntList(OptionType):
     min_len: int = 0
     max_len: int | None = None
     item_min: int | None = None
+    item_max: int | None = None
     name: str = "a list of integers"
+    #: what one item is, in "too large" messages ("`hidden` width 70000 is too large")
+    item: str = "item"
+    items: str = "items"
 
     def resolve(self, value: Any) -> list[int]:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]  # `hidden=64` means one hidden layer of 64
         if not isinstance(value, list):
             raise self.wrong(value)
+        if self.max_len is not None and len(value) > self.max_len:
+            raise OptionError(f"has too many {self.items}: {len(value)}, at most {self.max_len}")
         item = Int(min=self.item_min)
         out = []
         for v in value:
             try:
-                out.append(item.resolve(v))
+                v = item.resolve(v)
             except OptionError as e:
-                raise OptionError(f"list item: {e.message}") from None
+                raise OptionError(f"list item: {e.message}", hint=e.hint) from None
+            if self.item_max is not None and v > self.item_max:
+                raise OptionError(f"{self.item} {v} is too large: at most {self.item_max}")
+            out.append(v)
         if len(out) < self.min_len:
             raise OptionError(f"needs at least {self.min_len} item(s), got {len(out)}")
-        if self.max_len is not None and len(out) > self.max_len:
-            raise OptionError(f"takes at most {self.max_len} item(s), got {len(out)}")
         return out
 
 

@@ -9,6 +9,7 @@ are diagnostics; lowering never raises for a user's mistake.
 
 from __future__ import annotations
 
+import math
 from collections import ChainMap
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from flowspec.blocks.registry import REGISTRY
 from flowspec.blocks.types import Raw, TensorName, Word
 from flowspec.diagnostics import Diagnostic, Label
 from flowspec.ir.graph import INPUT, OUTPUT, FlowGraph, Node, RawArg, Requirement, Tensor, Use
+from flowspec.limits import MAX_FEATURES, MAX_RANK
 from flowspec.syntax import ast
 from flowspec.syntax.names import did_you_mean
 from flowspec.syntax.spans import Span
@@ -309,10 +311,30 @@ class _Lowerer:
                 dims = None
                 break
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                self.error("E201", f"a shape entry must be a positive integer, got {v}", d.span)
+                got = f"the float {v!r}" if isinstance(v, float) else v
+                self.error("E201", f"a shape entry must be a positive integer, got {got}", d.span)
+                dims = None
+                break
+            if v > MAX_FEATURES:
+                self.error("E201", f"shape entry {v} is too large: at most {MAX_FEATURES}", d.span)
                 dims = None
                 break
             dims.append(v)
+        if dims and len(dims) > MAX_RANK:
+            self.error(
+                "E201",
+                f"the input shape has too many axes: {len(dims)}, at most {MAX_RANK}",
+                stmt.shape[0].span.to(stmt.shape[-1].span),
+            )
+            dims = None
+        if dims and math.prod(dims) > MAX_FEATURES:
+            self.error(
+                "E201",
+                f"the input has too many features per sample: {' × '.join(map(str, dims))} = "
+                f"{math.prod(dims)}, at most {MAX_FEATURES}",
+                stmt.shape[0].span.to(stmt.shape[-1].span),
+            )
+            dims = None
         if dims == []:
             self.error(
                 "E201",

@@ -112,6 +112,8 @@ def option_schema(t: OptionType) -> dict:
         item: dict[str, Any] = {"type": "integer"}
         if t.item_min is not None:
             item["minimum"] = t.item_min
+        if t.item_max is not None:
+            item["maximum"] = t.item_max
         array: dict[str, Any] = {
             "type": "array",
             "items": {"anyOf": [item, _ref("expression")]},
@@ -444,10 +446,19 @@ def load_schema() -> dict:
 
 @lru_cache(maxsize=1)
 def validator():
-    """A 2020-12 validator of the committed schema (built once: it is not cheap)."""
-    from jsonschema import Draft202012Validator
+    """A 2020-12 validator of the committed schema (built once: it is not cheap).
 
-    return Draft202012Validator(load_schema())
+    JSON has one number type, so JSON Schema counts ``2.0`` as an integer; flowspec
+    does not (an integer option given ``2.0`` or ``1e308`` is E201), and neither does
+    this validator."""
+    from jsonschema import Draft202012Validator, validators
+
+    def integer(checker, value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", integer)
+    strict = validators.extend(Draft202012Validator, type_checker=checker)
+    return strict(load_schema())
 
 
 def schema_path() -> Path:
