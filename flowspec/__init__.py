@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flowspec.api import check
-from flowspec.diagnostics import CODES, Diagnostic, SpecError
+from flowspec.core.diagnostics import CODES, Diagnostic, SpecError
 
 __version__ = "0.1.0"
 __all__ = ["CODES", "Diagnostic", "Flow", "SpecError", "check", "compile"]

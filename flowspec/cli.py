@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from flowspec.diagnostics import (
+from flowspec.core.diagnostics import (
     has_errors,
     render_concise,
     render_json,

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from flowspec import __version__
 from flowspec.blocks.registry import REGISTRY
 from flowspec.blocks.types import Choice, TensorName
+from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph, Node
 from flowspec.syntax import ast
-from flowspec.syntax.spans import Source
 
 
 def class_name(flow_name: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from flowspec.diagnostics import Diagnostic, SpecError
+from flowspec.core.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
 from flowspec.flow import Flow
 

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 from flowspec.blocks.registry import REGISTRY
+from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph
 from flowspec.passes.lipschitz import lipschitz_bound
-from flowspec.syntax.spans import Source
 
 
 class GraphvizMissing(Exception):

@@ -14,9 +14,9 @@ from conftest import ROOT, SPECS
 from harness import LANGUAGE_MD_REALNVP
 
 import flowspec
+from flowspec.core.spans import Source
 from flowspec.driver import Compilation
 from flowspec.syntax import dsl
-from flowspec.syntax.spans import Source
 
 REFERENCE = {
     "nice",

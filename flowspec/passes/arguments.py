@@ -14,10 +14,10 @@ from typing import Any
 
 from flowspec.blocks.registry import DEQUANTIZERS, LATENTS, REGISTRY
 from flowspec.blocks.types import OptionError, Raw, Word, describe
-from flowspec.diagnostics import Diagnostic
+from flowspec.core.diagnostics import Diagnostic
+from flowspec.core.names import did_you_mean
+from flowspec.core.spans import Span
 from flowspec.ir.graph import FlowGraph, Node
-from flowspec.syntax.names import did_you_mean
-from flowspec.syntax.spans import Span
 
 #: requirement → does it take a bound?
 REQUIREMENTS = {

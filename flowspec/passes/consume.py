@@ -9,7 +9,7 @@ labels the first.
 
 from __future__ import annotations
 
-from flowspec.diagnostics import Diagnostic, Label
+from flowspec.core.diagnostics import Diagnostic, Label
 from flowspec.ir.graph import FlowGraph
 
 

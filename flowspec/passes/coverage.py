@@ -11,7 +11,7 @@ features, elementwise blocks and couplings transform them in place, mixing block
 from __future__ import annotations
 
 from flowspec.blocks.registry import REGISTRY
-from flowspec.diagnostics import Diagnostic, Label
+from flowspec.core.diagnostics import Diagnostic, Label
 from flowspec.ir.graph import FlowGraph, Node
 from flowspec.masks import numel
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowspec.blocks.registry import REGISTRY
-from flowspec.diagnostics import Diagnostic
+from flowspec.core.diagnostics import Diagnostic
 from flowspec.ir.graph import FlowGraph
 
 if TYPE_CHECKING:

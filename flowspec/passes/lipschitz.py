@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flowspec.blocks.registry import REGISTRY
-from flowspec.diagnostics import Diagnostic, Label
+from flowspec.core.diagnostics import Diagnostic, Label
 from flowspec.ir.graph import FlowGraph, Node
 
 

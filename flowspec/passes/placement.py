@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
-from flowspec.diagnostics import Diagnostic
+from flowspec.core.diagnostics import Diagnostic
+from flowspec.core.names import did_you_mean
 from flowspec.ir.graph import FlowGraph
-from flowspec.syntax.names import did_you_mean
 
 DEVICE_TYPES = ("cpu", "cuda", "mps", "meta")
 _DEVICE = re.compile(r"(cpu|cuda|mps|meta)(:(0|[1-9][0-9]*))?\Z")

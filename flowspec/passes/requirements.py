@@ -7,7 +7,7 @@ require analytic_inverse          # E401 if a block needs iteration or integrati
 from __future__ import annotations
 
 from flowspec.blocks.registry import REGISTRY
-from flowspec.diagnostics import Diagnostic, Label
+from flowspec.core.diagnostics import Diagnostic, Label
 from flowspec.ir.graph import FlowGraph
 
 _ITERATIVE = {"iterative": "iteration", "integrated": "ODE integration"}

@@ -10,7 +10,7 @@ inputs have unknown shapes (an earlier error) is skipped silently.
 from __future__ import annotations
 
 from flowspec.blocks.registry import REGISTRY, ShapeError
-from flowspec.diagnostics import Diagnostic
+from flowspec.core.diagnostics import Diagnostic
 from flowspec.ir.graph import FlowGraph
 
 

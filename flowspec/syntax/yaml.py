@@ -34,10 +34,10 @@ from typing import Any
 import yaml as pyyaml
 
 from flowspec.blocks.types import describe
-from flowspec.diagnostics import Diagnostic
+from flowspec.core.diagnostics import Diagnostic
+from flowspec.core.names import did_you_mean
+from flowspec.core.spans import Source, Span
 from flowspec.syntax import ast, dsl
-from flowspec.syntax.names import did_you_mean
-from flowspec.syntax.spans import Source, Span
 
 _CORE = "tag:yaml.org,2002:"
 _ALLOWED_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp")}

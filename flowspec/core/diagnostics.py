@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from flowspec.syntax.spans import Source, Span
+from flowspec.core.spans import Source, Span
 
 
 class Severity(str, Enum):
