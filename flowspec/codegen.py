@@ -206,7 +206,7 @@ def generate(
     w("import torch")
     w("")
     imports.setdefault("flowspec.blocks.types", set()).add("Choice")
-    imports.setdefault("flowspec.flow", set()).add("Flow")
+    imports.setdefault("flowspec.runtime.flow", set()).add("Flow")
     for module in sorted(imports):
         w(f"from {module} import {', '.join(sorted(imports[module]))}")
     w("")

@@ -10,7 +10,7 @@ import torch
 
 from flowspec.core.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
-from flowspec.flow import Flow
+from flowspec.runtime.flow import Flow
 
 
 def _device_available(device: str) -> bool:

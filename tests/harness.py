@@ -26,9 +26,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from flowspec.blocks.base import Bijection, load_runtime
 from flowspec.blocks.registry import KINDS, BlockKind, Example
 from flowspec.blocks.types import Word, resolve_options
+from flowspec.runtime.base import Bijection, load_runtime
 
 #: standard deviation of the noise added to every parameter, so zero-initialised
 #: conditioners (identity couplings) are tested away from the identity

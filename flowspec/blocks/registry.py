@@ -577,7 +577,7 @@ def _residual_problems(opts: Opts, shapes: list[Shape]) -> list[Problem]:
     net = opts["net"].kind
     if net not in ("mlp", "conv"):
         # the runtime certifies dense layers (SVD) and convolutions (the circular-convolution
-        # bound), not resnet's skip connections (flowspec.blocks.lipschitz_layers)
+        # bound), not resnet's skip connections (flowspec.runtime.lipschitz_layers)
         out.append(
             Problem(
                 "E303",
@@ -652,7 +652,7 @@ def _ar_examples(extra: Mapping[str, Any]) -> tuple[Example, ...]:
 
 # ---------------------------------------------------------------------- the registry
 
-_R = "flowspec.blocks"
+_R = "flowspec.runtime"
 
 KINDS: tuple[BlockKind, ...] = (
     # --- reshaping and permutations -----------------------------------------------

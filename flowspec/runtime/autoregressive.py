@@ -16,10 +16,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from flowspec import masks
-from flowspec.blocks.base import Bijection
-from flowspec.blocks.spline import rational_quadratic_spline, spline_params
 from flowspec.blocks.types import Choice
-from flowspec.nets import make_activation
+from flowspec.runtime.base import Bijection
+from flowspec.runtime.nets import make_activation
+from flowspec.runtime.spline import rational_quadratic_spline, spline_params
 
 #: the log-scale of the affine MAF is α = B·tanh(h / B): |α| < B keeps every step's scale
 #: in (e^−B, e^B), so neither direction can overflow, and α ≈ h for small h

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from flowspec.blocks.base import Bijection
-from flowspec.blocks.lipschitz_layers import LipschitzConvNet, LipschitzMLP
 from flowspec.blocks.types import Choice
+from flowspec.runtime.base import Bijection
+from flowspec.runtime.lipschitz_layers import LipschitzConvNet, LipschitzMLP
 
 
 def _word(value: Choice | str) -> str:
@@ -25,10 +25,10 @@ def _word(value: Choice | str) -> str:
 class Residual(Bijection):
     """y = x + g(x) with Lip(g) ≤ c < 1 certified, so the map is invertible.
 
-    Math: g is an MLP of :class:`~flowspec.blocks.lipschitz_layers.SpectralLinear` layers
+    Math: g is an MLP of :class:`~flowspec.runtime.lipschitz_layers.SpectralLinear` layers
     (each σ_max ≤ c, certified by an SVD, see that module) and 1-Lipschitz activations, or,
     for ``net=conv`` on [C, H, W], a net of
-    :class:`~flowspec.blocks.lipschitz_layers.SpectralConv2d` layers whose zero-padded
+    :class:`~flowspec.runtime.lipschitz_layers.SpectralConv2d` layers whose zero-padded
     operator norms are certified ≤ c by the circular-convolution bound (Sedghi et al. 2019,
     arXiv:1805.10408): conv_k → a → [conv_1 → a]×(depth − 1) → conv_k, Lip(g) ≤ c^(depth+1).
 

@@ -6,7 +6,7 @@ W100/W101 use.  Row masks (``half``/``channel``, ``alternate``) split axis 0 wit
 strided slices (views, no gathers); ``checkerboard`` multiplies by a fixed 0/1 buffer,
 so the net sees x·m and the update applies where 1 − m.
 
-The conditioner is :func:`flowspec.nets.build_net`; its output is read as
+The conditioner is :func:`flowspec.runtime.nets.build_net`; its output is read as
 ``[B, P, *x_b.shape]`` (P parameters per transformed element: 1 shift, or a log-scale
 and a shift, or ``3·bins − 1`` spline parameters), so a ``conv`` net's output channel
 ``p·C_b + c`` is parameter p of channel c.  Its last layer is zero, so every coupling
@@ -25,9 +25,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from flowspec import masks
-from flowspec.blocks.base import Bijection
 from flowspec.blocks.types import Choice
-from flowspec.nets import build_net
+from flowspec.runtime.base import Bijection
+from flowspec.runtime.nets import build_net
 
 #: ``scale=softclamp`` bounds the log-scale to (−c, c) with log s = c·tanh(h / c).
 SOFTCLAMP = 2.0

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import softplus
 
-from flowspec.blocks.base import Bijection
 from flowspec.blocks.types import Choice
+from flowspec.runtime.base import Bijection
 
 #: the negative slope of ``act=leaky_relu`` (torch's default, as in the nets)
 LEAKY_SLOPE = 0.01

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from flowspec.blocks.base import Bijection, zero_ladj
+from flowspec.runtime.base import Bijection, zero_ladj
 
 
 def _axis(dim: int, shape: tuple[int, ...]) -> int:

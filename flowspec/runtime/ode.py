@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from flowspec.blocks.base import Bijection
 from flowspec.blocks.types import Choice
-from flowspec.nets import build_net
+from flowspec.runtime.base import Bijection
+from flowspec.runtime.nets import build_net
 
 #: torchdiffeq's fixed-grid solvers; they take ``FIXED_STEPS`` equal steps over [0, t]
 FIXED_GRID = frozenset(

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import softplus
 
-from flowspec.blocks.base import Bijection, sum_except_batch
+from flowspec.runtime.base import Bijection, sum_except_batch
 
 
 class Affine(Bijection):

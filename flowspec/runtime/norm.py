@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowspec.blocks.base import Bijection
+from flowspec.runtime.base import Bijection
 
 
 def _feature_shape(shape: tuple[int, ...]) -> tuple[int, ...]:

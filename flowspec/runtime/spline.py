@@ -3,7 +3,7 @@
 Durkan, Bekasov, Murray, Papamakarios 2019, *Neural Spline Flows*, arXiv:1906.04032.
 
 :func:`rational_quadratic_spline` is shared with the autoregressive spline
-(``flowspec.blocks.autoregressive``): it maps each element of ``x`` through its own
+(``flowspec.runtime.autoregressive``): it maps each element of ``x`` through its own
 spline, given the net's unnormalised parameters in a trailing axis.
 """
 
@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from flowspec.blocks.coupling import Coupling
 from flowspec.blocks.types import Choice
+from flowspec.runtime.coupling import Coupling
 
 #: Smallest bin width and height as a fraction of the interval, and the smallest knot
 #: derivative: they keep the spline away from degenerate (flat or vertical) pieces.

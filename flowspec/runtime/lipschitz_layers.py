@@ -47,7 +47,7 @@ from torch.nn import functional as F
 
 from flowspec.blocks.registry import ACTIVATIONS
 from flowspec.blocks.types import Choice
-from flowspec.nets import make_activation
+from flowspec.runtime.nets import make_activation
 
 #: relative slack covering the float64 SVD's error on σ₁
 SVD_MARGIN = 1e-12
@@ -294,7 +294,7 @@ class LipschitzMLP(_LipschitzNet):
 
 def conv_padding(kernel: tuple[int, int]) -> tuple[int, int, int, int]:
     """Zero padding (left, right, top, bottom) that keeps H and W: symmetric for odd
-    kernels, one more row/column after than before for even ones (as ``flowspec.nets``)."""
+    kernels, one more row/column after than before for even ones (as ``flowspec.runtime.nets``)."""
     kh, kw = kernel
     return ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from flowspec.blocks.base import Bijection
+from flowspec.runtime.base import Bijection
 
 
 class _InvertibleMatrix(Bijection):

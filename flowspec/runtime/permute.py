@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flowspec.blocks.base import Bijection, zero_ladj
 from flowspec.masks import shuffle_permutation
+from flowspec.runtime.base import Bijection, zero_ladj
 
 
 class Reverse(Bijection):
