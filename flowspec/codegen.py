@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass
 
 from flowspec import __version__
-from flowspec.blocks.registry import REGISTRY
-from flowspec.blocks.types import Choice, TensorName
 from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph, Node
+from flowspec.kinds import REGISTRY
+from flowspec.kinds.options import Choice, TensorName
 from flowspec.syntax import ast
 
 
@@ -205,7 +205,7 @@ def generate(
     w("")
     w("import torch")
     w("")
-    imports.setdefault("flowspec.blocks.types", set()).add("Choice")
+    imports.setdefault("flowspec.kinds.options", set()).add("Choice")
     imports.setdefault("flowspec.runtime.flow", set()).add("Flow")
     for module in sorted(imports):
         w(f"from {module} import {', '.join(sorted(imports[module]))}")

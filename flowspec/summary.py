@@ -6,9 +6,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from flowspec.blocks.registry import REGISTRY
 from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph
+from flowspec.kinds import REGISTRY
 from flowspec.passes.lipschitz import lipschitz_bound
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from flowspec import masks
-from flowspec.blocks.types import Choice
+from flowspec.kinds import masks
+from flowspec.kinds.options import Choice
 from flowspec.runtime.autoregressive import (
     LOG_SCALE_BOUND,
     AutoregressiveAffine,

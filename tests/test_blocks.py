@@ -23,9 +23,8 @@ from harness import (
     tolerance,
 )
 
-from flowspec import masks
-from flowspec.blocks.registry import KINDS, MASK, SCALE, BlockKind, Example
-from flowspec.blocks.types import Choice
+from flowspec.kinds import KINDS, MASK, SCALE, BlockKind, Example, masks
+from flowspec.kinds.options import Choice
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.spline import SplineCoupling, rational_quadratic_spline
 

@@ -18,8 +18,8 @@ from harness import (
     resolve_example,
 )
 
-from flowspec.blocks.registry import REGISTRY, Example
-from flowspec.masks import numel, shuffle_permutation
+from flowspec.kinds import REGISTRY, Example
+from flowspec.kinds.masks import numel, shuffle_permutation
 from flowspec.runtime.base import load_runtime
 from flowspec.runtime.elementwise import Affine, LeakyReLU, Logit, Sigmoid
 from flowspec.runtime.linear import InvConv, Linear

@@ -15,9 +15,9 @@ from conftest import SPECS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowspec.blocks.registry import REGISTRY
-from flowspec.blocks.types import Choice
 from flowspec.core.spans import Source
+from flowspec.kinds import REGISTRY
+from flowspec.kinds.options import Choice
 from flowspec.passes.arguments import REQUIREMENTS
 from flowspec.syntax import ast, dsl
 from flowspec.syntax.dsl import KEYWORDS

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from flowspec.blocks.types import Choice
+from flowspec.kinds.options import Choice
 from flowspec.runtime.ode import ODE
 
 F64 = torch.float64

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from flowspec.blocks.types import Choice
+from flowspec.kinds.options import Choice
 from flowspec.runtime.lipschitz_layers import (
     LipschitzMLP,
     SpectralConv2d,

@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flowspec
-from flowspec.blocks.registry import REGISTRY
-from flowspec.blocks.types import Enum, IntList, OptionError, Raw, Tensor, Word
 from flowspec.core.spans import Source
 from flowspec.driver import Compilation
+from flowspec.kinds import REGISTRY
+from flowspec.kinds.options import Enum, IntList, OptionError, Raw, Tensor, Word
 from flowspec.syntax import ast, dsl
 from flowspec.syntax import yaml as yaml_front
 from flowspec.syntax.schema import build_schema, dumps, load_schema, schema_path, validator

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections import ChainMap
 from dataclasses import dataclass
 
-from flowspec.blocks.registry import REGISTRY
-from flowspec.blocks.types import Raw, TensorName, Word
 from flowspec.core.diagnostics import Diagnostic, Label
 from flowspec.core.names import did_you_mean
 from flowspec.core.spans import Span
 from flowspec.ir.graph import INPUT, OUTPUT, FlowGraph, Node, RawArg, Requirement, Tensor, Use
+from flowspec.kinds import REGISTRY
+from flowspec.kinds.options import Raw, TensorName, Word
 from flowspec.syntax import ast
 
 #: the most block instances one flow may unroll to

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowspec.blocks.registry import DEQUANTIZERS, LATENTS, REGISTRY
-from flowspec.blocks.types import OptionError, Raw, Word, describe
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.core.names import did_you_mean
 from flowspec.core.spans import Span
 from flowspec.ir.graph import FlowGraph, Node
+from flowspec.kinds import DEQUANTIZERS, LATENTS, REGISTRY
+from flowspec.kinds.options import OptionError, Raw, Word, describe
 
 #: requirement → does it take a bound?
 REQUIREMENTS = {

@@ -10,10 +10,10 @@ features, elementwise blocks and couplings transform them in place, mixing block
 
 from __future__ import annotations
 
-from flowspec.blocks.registry import REGISTRY
 from flowspec.core.diagnostics import Diagnostic, Label
 from flowspec.ir.graph import FlowGraph, Node
-from flowspec.masks import numel
+from flowspec.kinds import REGISTRY
+from flowspec.kinds.masks import numel
 
 MIXED = -1
 #: skip the element-level analysis for inputs larger than this (keeps `check` fast)
@@ -113,7 +113,7 @@ def check_coverage(fg: FlowGraph) -> list[Diagnostic]:
 
 def check_ode_smoothness(fg: FlowGraph) -> list[Diagnostic]:
     """W102: non-smooth activations in ``ode`` nets make the dynamics hard to integrate."""
-    from flowspec.blocks.registry import ACTIVATIONS
+    from flowspec.kinds import ACTIVATIONS
 
     diags = []
     for node in fg.blocks():

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flowspec.blocks.registry import REGISTRY
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.ir.graph import FlowGraph
+from flowspec.kinds import REGISTRY
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowspec.blocks.registry import REGISTRY
 from flowspec.core.diagnostics import Diagnostic, Label
 from flowspec.ir.graph import FlowGraph, Node
+from flowspec.kinds import REGISTRY
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ require analytic_inverse          # E401 if a block needs iteration or integrati
 
 from __future__ import annotations
 
-from flowspec.blocks.registry import REGISTRY
 from flowspec.core.diagnostics import Diagnostic, Label
 from flowspec.ir.graph import FlowGraph
+from flowspec.kinds import REGISTRY
 
 _ITERATIVE = {"iterative": "iteration", "integrated": "ODE integration"}
 

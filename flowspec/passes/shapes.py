@@ -9,9 +9,9 @@ inputs have unknown shapes (an earlier error) is skipped silently.
 
 from __future__ import annotations
 
-from flowspec.blocks.registry import REGISTRY, ShapeError
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.ir.graph import FlowGraph
+from flowspec.kinds import REGISTRY, ShapeError
 
 
 def check_shapes(fg: FlowGraph) -> list[Diagnostic]:

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from flowspec import masks
-from flowspec.blocks.types import Choice
+from flowspec.kinds import masks
+from flowspec.kinds.options import Choice
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.nets import make_activation
 from flowspec.runtime.spline import rational_quadratic_spline, spline_params
@@ -34,7 +34,7 @@ def order_degrees(order: Choice | str, d: int) -> list[int]:
     """MADE degree (1..d) of each feature: feature ``o[k]`` is the k-th of the order.
 
     ``natural``: 0, 1, …, d−1; ``reverse``: d−1, …, 0; ``random(seed)``:
-    :func:`flowspec.masks.random_order`.
+    :func:`flowspec.kinds.masks.random_order`.
     """
     kind = _word(order)
     if kind == "natural":

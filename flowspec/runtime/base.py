@@ -15,7 +15,7 @@ the conditioning shape with the same batch size), in every one of the four metho
 Construction: ``Kind(in_shapes, **options)`` where ``in_shapes`` lists the shapes
 (without the batch axis) of the tensors consumed, and ``options`` are the resolved
 options of the registry entry: numbers, booleans, lists, and
-:class:`~flowspec.blocks.types.Choice` for every enum word or net (``mask=Choice('half')``,
+:class:`~flowspec.kinds.options.Choice` for every enum word or net (``mask=Choice('half')``,
 ``net=Choice('mlp', hidden=[64], act=Choice('relu'), init=Choice('zero'))``); a
 tensor-typed option such as ``cond`` is given as the conditioning tensor's shape (or
 None when absent).

@@ -1,7 +1,7 @@
 """Coupling layers: transform x_b given x_a, so the inverse needs only one net pass.
 
 The mask says which features condition (x_a) and which are transformed (x_b); it is
-exactly :func:`flowspec.masks.transformed_indices`, the definition the checker's
+exactly :func:`flowspec.kinds.masks.transformed_indices`, the definition the checker's
 W100/W101 use.  Row masks (``half``/``channel``, ``alternate``) split axis 0 with
 strided slices (views, no gathers); ``checkerboard`` multiplies by a fixed 0/1 buffer,
 so the net sees x·m and the update applies where 1 − m.
@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from flowspec import masks
-from flowspec.blocks.types import Choice
+from flowspec.kinds import masks
+from flowspec.kinds.options import Choice
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.nets import build_net
 

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from flowspec.blocks.types import Choice
+from flowspec.kinds.options import Choice
 
 _LOG_2PI = math.log(2 * math.pi)
 

@@ -45,8 +45,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from flowspec.blocks.registry import ACTIVATIONS
-from flowspec.blocks.types import Choice
+from flowspec.kinds import ACTIVATIONS
+from flowspec.kinds.options import Choice
 from flowspec.runtime.nets import make_activation
 
 #: relative slack covering the float64 SVD's error on σ₁

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from flowspec.blocks.types import Choice
+from flowspec.kinds.options import Choice
 
 
 class LipSwish(nn.Module):

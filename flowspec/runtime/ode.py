@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from flowspec.blocks.types import Choice
+from flowspec.kinds.options import Choice
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.nets import build_net
 

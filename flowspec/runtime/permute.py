@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flowspec.masks import shuffle_permutation
+from flowspec.kinds.masks import shuffle_permutation
 from flowspec.runtime.base import Bijection, zero_ladj
 
 

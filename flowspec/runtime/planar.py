@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import softplus
 
-from flowspec.blocks.types import Choice
+from flowspec.kinds.options import Choice
 from flowspec.runtime.base import Bijection
 
 #: the negative slope of ``act=leaky_relu`` (torch's default, as in the nets)

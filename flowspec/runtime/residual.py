@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from flowspec.blocks.types import Choice
+from flowspec.kinds.options import Choice
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.lipschitz_layers import LipschitzConvNet, LipschitzMLP
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from flowspec.blocks.types import Choice
+from flowspec.kinds.options import Choice
 from flowspec.runtime.coupling import Coupling
 
 #: Smallest bin width and height as a fraction of the interval, and the smallest knot
@@ -174,7 +174,7 @@ class SplineCoupling(Coupling):
         in_shapes: ``[shape]`` of the one consumed tensor.
         net: the conditioner's resolved spec (``Choice('mlp', ...)``, ``conv``, ``resnet``).
         mask, flip: which features condition and which are transformed
-            (:func:`flowspec.masks.transformed_indices`).
+            (:func:`flowspec.kinds.masks.transformed_indices`).
         bins: number of spline bins.
         bound: the spline acts on ``[-bound, bound]``.
         cond: shape of the conditioning tensor (read by the conditioner), or None.

@@ -28,8 +28,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from flowspec.blocks.registry import REGISTRY
-from flowspec.blocks.types import (
+from flowspec.kinds import REGISTRY
+from flowspec.kinds.options import (
     Bool,
     Enum,
     Float,

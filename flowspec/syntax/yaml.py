@@ -33,10 +33,10 @@ from typing import Any
 
 import yaml as pyyaml
 
-from flowspec.blocks.types import describe
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.core.names import did_you_mean
 from flowspec.core.spans import Source, Span
+from flowspec.kinds.options import describe
 from flowspec.syntax import ast, dsl
 
 _CORE = "tag:yaml.org,2002:"
@@ -334,7 +334,7 @@ class _SchemaErrors:
 
     def _registry_step(self, path) -> tuple | None:
         """The path of the registry step an error lies in, if any."""
-        from flowspec.blocks.registry import REGISTRY
+        from flowspec.kinds import REGISTRY
 
         for n in range(len(path), 1, -1):
             prefix = path[:n]
@@ -540,7 +540,7 @@ class _SchemaErrors:
 
     def typed(self, step_path: tuple, errors: list) -> None:
         """Errors in a registry step: re-derived by the checker's own resolution."""
-        from flowspec.blocks.registry import REGISTRY
+        from flowspec.kinds import REGISTRY
 
         node, _ = self.reader.node_at(self.root, step_path)
         step = self._instance_at(step_path)
@@ -584,8 +584,8 @@ class _SchemaErrors:
 
 def _mirror_options(reader: _Reader, step_node, kind: str) -> list[Diagnostic]:
     """The arguments pass's own diagnostics for a step's literal options."""
-    from flowspec.blocks.registry import REGISTRY
     from flowspec.ir.graph import Node, RawArg
+    from flowspec.kinds import REGISTRY
     from flowspec.passes.arguments import resolve_node
     from flowspec.syntax.schema import STEP_KEYS
 
@@ -634,7 +634,7 @@ class _NotLiteral(Exception):
 
 def _literal(value: ast.Value) -> Any:
     """A value the registry can resolve without a scope, as lowering would evaluate it."""
-    from flowspec.blocks.types import Raw
+    from flowspec.kinds.options import Raw
 
     if isinstance(value, (ast.Int, ast.Float, ast.Bool, ast.String)):
         return value.value
@@ -805,7 +805,7 @@ class _Lowerer:
         return ast.ReturnStmt(self.names(value), span)
 
     def step(self, node) -> ast.Assign:
-        from flowspec.blocks.registry import REGISTRY
+        from flowspec.kinds import REGISTRY
         from flowspec.syntax.schema import STEP_KEYS
 
         op = self.get(node, "op")

@@ -8,7 +8,7 @@ implements it (by import path, so this module never imports torch), and examples
 the test harness runs it on.  Adding a block is one entry here and one runtime class.
 
 Nets (``mlp``, ``conv``, ``resnet``), activations, latents and estimators live in
-the same kind of table: an :class:`~flowspec.blocks.types.Enum` of words with options.
+the same kind of table: an :class:`~flowspec.kinds.options.Enum` of words with options.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowspec import masks
-from flowspec.blocks.types import (
+from flowspec.kinds import masks
+from flowspec.kinds.options import (
     Bool,
     Choice,
     Enum,
