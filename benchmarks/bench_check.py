@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from flowspec.checks import PASSES
 from flowspec.core.spans import Source
 from flowspec.driver import Compilation
 from flowspec.ir.lower import lower
-from flowspec.passes import PASSES
 from flowspec.syntax import dsl
 
 

@@ -91,7 +91,7 @@ class Compilation:
     @cached_property
     def diagnostics(self) -> list[Diagnostic]:
         """Every diagnostic of every stage, sorted by position."""
-        from flowspec.passes import NEEDS_COMPLETE_GRAPH, PASSES
+        from flowspec.checks import NEEDS_COMPLETE_GRAPH, PASSES
 
         diags = list(self.parsed[1])
         if self.program is None:

@@ -6,10 +6,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from flowspec.checks.lipschitz import lipschitz_bound
 from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph
 from flowspec.kinds import REGISTRY
-from flowspec.passes.lipschitz import lipschitz_bound
 
 
 class GraphvizMissing(Exception):

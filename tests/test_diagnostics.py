@@ -541,7 +541,7 @@ def test_cli_concise_output(run_cli):
 
 
 def test_a_crash_in_the_checker_prints_the_banner_and_exits_2(run_cli, monkeypatch):
-    import flowspec.passes as passes
+    import flowspec.checks as passes
 
     def broken(fg):
         raise RuntimeError("an internal bug")

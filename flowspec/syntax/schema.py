@@ -77,7 +77,7 @@ def _ref(name: str) -> dict:
 
 
 def _requirements() -> dict[str, bool]:
-    from flowspec.passes.arguments import REQUIREMENTS
+    from flowspec.checks.arguments import REQUIREMENTS
 
     return dict(REQUIREMENTS)
 

@@ -433,7 +433,7 @@ class _SchemaErrors:
             )
             return
         if kind == "enum" and path and path[-1] == "require":
-            from flowspec.passes.arguments import REQUIREMENTS
+            from flowspec.checks.arguments import REQUIREMENTS
 
             self.emit(
                 "E200",
@@ -444,7 +444,7 @@ class _SchemaErrors:
             )
             return
         if kind == "not" and isinstance(value, dict) and "require" in value:
-            from flowspec.passes.arguments import REQUIREMENTS
+            from flowspec.checks.arguments import REQUIREMENTS
 
             if not isinstance(value["require"], str) or value["require"] not in REQUIREMENTS:
                 return  # the unknown property is the error
@@ -584,9 +584,9 @@ class _SchemaErrors:
 
 def _mirror_options(reader: _Reader, step_node, kind: str) -> list[Diagnostic]:
     """The arguments pass's own diagnostics for a step's literal options."""
+    from flowspec.checks.arguments import resolve_node
     from flowspec.ir.graph import Node, RawArg
     from flowspec.kinds import REGISTRY
-    from flowspec.passes.arguments import resolve_node
     from flowspec.syntax.schema import STEP_KEYS
 
     spec = REGISTRY[kind]
