@@ -271,7 +271,7 @@ def _inverse_order(fg: FlowGraph) -> list[str]:
         return list(reversed(blocks))
     import networkx as nx
 
-    from flowspec.checks.invertibility import inverse_dependencies
+    from flowspec.ir.queries import inverse_dependencies
 
     deps = inverse_dependencies(fg)
     rank = {nid: -i for i, nid in enumerate(blocks)}

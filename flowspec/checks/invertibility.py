@@ -10,14 +10,10 @@ recoverable before the block that reads it is inverted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.ir.graph import FlowGraph
+from flowspec.ir.queries import inverse_dependencies
 from flowspec.kinds import REGISTRY
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 
 def check_invertibility(fg: FlowGraph) -> list[Diagnostic]:
@@ -31,24 +27,6 @@ def check_invertibility(fg: FlowGraph) -> list[Diagnostic]:
             diags.append(Diagnostic(p.code, p.message, span, hint=p.hint))
     diags.extend(_inverse_order_problems(fg))
     return diags
-
-
-def inverse_dependencies(fg: FlowGraph) -> nx.DiGraph:
-    """Which block must be inverted before which: inverting a block needs its outputs
-    and its ``cond=`` tensors, each recovered by inverting the block that consumes it."""
-    import networkx as nx
-
-    deps = nx.DiGraph()
-    consumer = {}
-    for node in fg.nodes():
-        deps.add_node(node.id)
-        for tid in node.inputs:
-            consumer.setdefault(tid, node.id)
-    for node in fg.nodes():
-        for tid in (*node.outputs, *node.reads.values()):
-            if tid in consumer and consumer[tid] != node.id:
-                deps.add_edge(consumer[tid], node.id)
-    return deps
 
 
 def _inverse_order_problems(fg: FlowGraph) -> list[Diagnostic]:
