@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from flowspec.checks import PASSES
+from flowspec.core.spans import Source
 from flowspec.driver import Compilation
 from flowspec.ir.lower import lower
-from flowspec.passes import PASSES
 from flowspec.syntax import dsl
-from flowspec.syntax.spans import Source
 
 
 def realnvp_spec(couplings: int = 20) -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 import flowspec
+from flowspec.core.diagnostics import render_text
 from flowspec.datasets import DATASETS
-from flowspec.diagnostics import render_text
 from flowspec.driver import Compilation
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "realnvp.flow"

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flowspec.api import check
-from flowspec.diagnostics import CODES, Diagnostic, SpecError
+from flowspec.core.diagnostics import CODES, Diagnostic, SpecError
 
 __version__ = "0.1.0"
 __all__ = ["CODES", "Diagnostic", "Flow", "SpecError", "check", "compile"]
 
 if TYPE_CHECKING:
     from flowspec.compiler import compile
-    from flowspec.flow import Flow
+    from flowspec.runtime.flow import Flow
 
 
 def __getattr__(name: str) -> Any:
@@ -26,7 +26,7 @@ def __getattr__(name: str) -> Any:
 
         return compile
     if name == "Flow":
-        from flowspec.flow import Flow
+        from flowspec.runtime.flow import Flow
 
         return Flow
     raise AttributeError(f"module 'flowspec' has no attribute {name!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowspec.diagnostics import Diagnostic
+from flowspec.core.diagnostics import Diagnostic
 from flowspec.driver import Compilation
 
 

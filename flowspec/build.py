@@ -1,13 +1,13 @@
 """Building a flow's module without letting a spec exhaust the machine.
 
-Every size a spec can ask for is bounded (:mod:`flowspec.limits`, checked by
+Every size a spec can ask for is bounded (:mod:`flowspec.kinds.limits`, checked by
 ``flowspec check``), but bounded sizes still multiply: an mlp of width 65,536 on
 16 million features is a trillion weights.  So before allocating anything,
 :func:`check_size` builds the module on PyTorch's ``meta`` device (shapes only, no
 memory) and refuses a flow over ``max_parameters`` numbers with an E500 diagnostic at
 its largest block; :func:`construct` then builds the real module and turns an
 allocation failure that still happens (the machine has less memory than the limit
-allows) into a :class:`~flowspec.diagnostics.SpecError` naming the block, never a raw
+allows) into a :class:`~flowspec.core.diagnostics.SpecError` naming the block, never a raw
 ``RuntimeError`` / ``MemoryError``.  ``flowspec summary`` counts parameters with
 :func:`block_sizes`, so it allocates nothing either.
 """
@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flowspec.diagnostics import Diagnostic, SpecError
-from flowspec.flow import Flow
+from flowspec.core.diagnostics import Diagnostic, SpecError
+from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph, Node
-from flowspec.syntax.spans import Source
+from flowspec.runtime.flow import Flow
 
 #: what a failed allocation raises: torch's ``RuntimeError`` (``DefaultCPUAllocator:
 #: not enough memory``, ``torch.OutOfMemoryError``), ``MemoryError`` from Python-level

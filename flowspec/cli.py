@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from flowspec.diagnostics import (
+from flowspec.core.diagnostics import (
     has_errors,
     render_concise,
     render_json,
@@ -112,7 +112,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     comp, status = _checked(args)
     if status:
         return status
-    from flowspec.diagnostics import SpecError
+    from flowspec.core.diagnostics import SpecError
     from flowspec.summary import summary_table
 
     try:

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowspec import __version__
-from flowspec.blocks.registry import REGISTRY
-from flowspec.blocks.types import Choice, TensorName
+from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph, Node
+from flowspec.kinds import REGISTRY
+from flowspec.kinds.options import Choice, TensorName
 from flowspec.syntax import ast
-from flowspec.syntax.spans import Source
 
 # ------------------------------------------------------------ spec text → source, safely
 
@@ -295,8 +295,8 @@ def generate(
     w("")
     w("import torch")
     w("")
-    imports.setdefault("flowspec.blocks.types", set()).add("Choice")
-    imports.setdefault("flowspec.flow", set()).add("Flow")
+    imports.setdefault("flowspec.kinds.options", set()).add("Choice")
+    imports.setdefault("flowspec.runtime.flow", set()).add("Flow")
     for module in sorted(imports):
         imported = ", ".join(identifier(n) for n in sorted(imports[module]))
         w(f"from {'.'.join(identifier(p) for p in module.split('.'))} import {imported}")
@@ -362,7 +362,7 @@ def _inverse_order(fg: FlowGraph) -> list[str]:
         return list(reversed(blocks))
     import networkx as nx
 
-    from flowspec.passes.invertibility import inverse_dependencies
+    from flowspec.ir.queries import inverse_dependencies
 
     deps = inverse_dependencies(fg)
     rank = {nid: -i for i, nid in enumerate(blocks)}

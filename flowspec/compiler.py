@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from flowspec import build
-from flowspec.diagnostics import Diagnostic, SpecError
+from flowspec.core.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
-from flowspec.flow import Flow
-from flowspec.limits import MAX_PARAMETERS
+from flowspec.kinds.limits import MAX_PARAMETERS
+from flowspec.runtime.flow import Flow
 
 
 def _device_available(device: str) -> bool:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from flowspec.diagnostics import Diagnostic, SpecError, has_errors, sort_key
+from flowspec.core.diagnostics import Diagnostic, SpecError, has_errors, sort_key
+from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph
 from flowspec.syntax import ast
-from flowspec.syntax.spans import Source
 
 SPEC_SUFFIXES = (".flow", ".yaml", ".yml")
 
@@ -91,7 +91,7 @@ class Compilation:
     @cached_property
     def diagnostics(self) -> list[Diagnostic]:
         """Every diagnostic of every stage, sorted by position."""
-        from flowspec.passes import NEEDS_COMPLETE_GRAPH, PASSES
+        from flowspec.checks import NEEDS_COMPLETE_GRAPH, PASSES
 
         diags = list(self.parsed[1])
         if self.program is None:
@@ -106,7 +106,7 @@ class Compilation:
                 if complete or check not in NEEDS_COMPLETE_GRAPH:
                     diags.extend(check(fg))
         if not graphs and not has_errors(diags) and self.program is not None:
-            from flowspec.syntax.spans import Span
+            from flowspec.core.spans import Span
 
             diags.append(
                 Diagnostic(

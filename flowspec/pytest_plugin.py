@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flowspec.diagnostics import render_text
+from flowspec.core.diagnostics import render_text
 from flowspec.driver import SPEC_SUFFIXES, Compilation
 
 

@@ -6,10 +6,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from flowspec.blocks.registry import REGISTRY
+from flowspec.checks.lipschitz import lipschitz_bound
+from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph
-from flowspec.passes.lipschitz import lipschitz_bound
-from flowspec.syntax.spans import Source
+from flowspec.kinds import REGISTRY
 
 
 class GraphvizMissing(Exception):

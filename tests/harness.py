@@ -1,6 +1,6 @@
 """The registry-driven float64 harness: every block kind, every example, one set of checks.
 
-Each ``Example`` of each ``BlockKind`` in ``flowspec.blocks.registry.KINDS`` becomes a
+Each ``Example`` of each ``BlockKind`` in ``flowspec.kinds.KINDS`` becomes a
 case (``coupling.affine-3``), so a kind added to the registry is tested with no edit
 here.  The helpers are reused by other test modules:
 
@@ -26,9 +26,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from flowspec.blocks.base import Bijection, load_runtime
-from flowspec.blocks.registry import KINDS, BlockKind, Example
-from flowspec.blocks.types import Word, resolve_options
+from flowspec.kinds import KINDS, BlockKind, Example
+from flowspec.kinds.options import Word, resolve_options
+from flowspec.runtime.base import Bijection, load_runtime
 
 #: standard deviation of the noise added to every parameter, so zero-initialised
 #: conditioners (identity couplings) are tested away from the identity

@@ -7,14 +7,14 @@ import pytest
 import torch
 from torch import Tensor
 
-from flowspec import masks
-from flowspec.blocks.autoregressive import (
+from flowspec.kinds import masks
+from flowspec.kinds.options import Choice
+from flowspec.runtime.autoregressive import (
     LOG_SCALE_BOUND,
     AutoregressiveAffine,
     AutoregressiveSpline,
     order_degrees,
 )
-from flowspec.blocks.types import Choice
 
 F64 = torch.float64
 ORDERS = [Choice("natural"), Choice("reverse"), Choice("random", seed=3)]

@@ -23,11 +23,10 @@ from harness import (
     tolerance,
 )
 
-from flowspec import masks
-from flowspec.blocks.base import Bijection
-from flowspec.blocks.registry import KINDS, MASK, SCALE, BlockKind, Example
-from flowspec.blocks.spline import SplineCoupling, rational_quadratic_spline
-from flowspec.blocks.types import Choice
+from flowspec.kinds import KINDS, MASK, SCALE, BlockKind, Example, masks
+from flowspec.kinds.options import Choice
+from flowspec.runtime.base import Bijection
+from flowspec.runtime.spline import SplineCoupling, rational_quadratic_spline
 
 CASES = list(cases())
 COUPLINGS = [c for c in CASES if c.values[0].features == "coupling"]
@@ -194,7 +193,7 @@ def test_coupling_starts_at_the_identity(kind: BlockKind, example: Example) -> N
 
 
 def test_coupling_cond_is_required_when_declared() -> None:
-    from flowspec.blocks.coupling import AffineCoupling
+    from flowspec.runtime.coupling import AffineCoupling
 
     net = Choice("mlp", hidden=[4], act=Choice("relu"), init=Choice("zero"))
     block = AffineCoupling([(4,)], net=net, mask=Choice("half"), cond=(2,))
@@ -207,7 +206,7 @@ def test_coupling_cond_is_required_when_declared() -> None:
 
 @pytest.mark.parametrize("kernel", [2, 4])
 def test_conv_conditioner_with_an_even_kernel_keeps_the_size(kernel: int) -> None:
-    from flowspec.blocks.coupling import AffineCoupling
+    from flowspec.runtime.coupling import AffineCoupling
 
     net = Choice(
         "conv", hidden=4, kernel=kernel, depth=1, act=Choice("relu"), init=Choice("default")

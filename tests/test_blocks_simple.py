@@ -18,15 +18,15 @@ from harness import (
     resolve_example,
 )
 
-from flowspec.blocks.base import load_runtime
-from flowspec.blocks.elementwise import Affine, LeakyReLU, Logit, Sigmoid
-from flowspec.blocks.linear import InvConv, Linear
-from flowspec.blocks.norm import ActNorm, BatchNorm
-from flowspec.blocks.permute import Permute, Reverse, Shuffle
-from flowspec.blocks.planar import Planar, Radial
-from flowspec.blocks.registry import REGISTRY, Example
-from flowspec.blocks.reshape import Concat, Flatten, Reshape, Split, Squeeze, Unsqueeze
-from flowspec.masks import numel, shuffle_permutation
+from flowspec.kinds import REGISTRY, Example
+from flowspec.kinds.masks import numel, shuffle_permutation
+from flowspec.runtime.base import load_runtime
+from flowspec.runtime.elementwise import Affine, LeakyReLU, Logit, Sigmoid
+from flowspec.runtime.linear import InvConv, Linear
+from flowspec.runtime.norm import ActNorm, BatchNorm
+from flowspec.runtime.permute import Permute, Reverse, Shuffle
+from flowspec.runtime.planar import Planar, Radial
+from flowspec.runtime.reshape import Concat, Flatten, Reshape, Split, Squeeze, Unsqueeze
 
 F64 = torch.float64
 

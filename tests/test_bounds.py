@@ -18,13 +18,13 @@ from conftest import ROOT
 from harness import cases, resolve_example, runtime_class
 
 import flowspec
-from flowspec import build, limits, masks
-from flowspec.blocks.registry import DEQUANTIZERS, KINDS, LATENTS
-from flowspec.blocks.types import Enum, Int, IntList
-from flowspec.diagnostics import Diagnostic
+from flowspec import build
+from flowspec.core.diagnostics import Diagnostic
+from flowspec.core.spans import Source
 from flowspec.driver import Compilation
+from flowspec.kinds import DEQUANTIZERS, KINDS, LATENTS, limits, masks
+from flowspec.kinds.options import Enum, Int, IntList
 from flowspec.syntax import dsl
-from flowspec.syntax.spans import Source
 from flowspec.syntax.to_yaml import to_yaml
 
 RESIDUAL = "x = residual(x, net=mlp(hidden=[8], act=elu), {})"
@@ -419,7 +419,7 @@ LINEAR = spec("x = reverse(x)\n    x = linear(x)\n    x = reverse(x)")
     ids=lambda e: type(e).__name__,
 )
 def test_an_allocation_failure_at_compile_is_a_spec_error_naming_the_block(monkeypatch, error):
-    from flowspec.blocks.linear import Linear
+    from flowspec.runtime.linear import Linear
 
     def fail(self, *args, **kwargs):
         raise error
@@ -435,7 +435,7 @@ def test_an_allocation_failure_at_compile_is_a_spec_error_naming_the_block(monke
 
 
 def test_a_failure_moving_a_block_to_its_device_is_a_spec_error(monkeypatch):
-    from flowspec.blocks.linear import Linear
+    from flowspec.runtime.linear import Linear
 
     def fail(self, *args, **kwargs):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -449,7 +449,7 @@ def test_a_failure_moving_a_block_to_its_device_is_a_spec_error(monkeypatch):
 
 
 def test_summary_reports_a_failed_construction_as_a_diagnostic(run_cli, tmp_path, monkeypatch):
-    from flowspec.blocks.linear import Linear
+    from flowspec.runtime.linear import Linear
 
     def fail(self, *args, **kwargs):
         raise MemoryError

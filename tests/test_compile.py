@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import flowspec
-from flowspec.blocks.registry import REGISTRY
 from flowspec.driver import Compilation
+from flowspec.kinds import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.flow"))

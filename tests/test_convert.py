@@ -14,11 +14,11 @@ from conftest import SPECS
 from hypothesis import given
 from test_fmt import GENERATED, MANY, programs
 
+from flowspec.core.spans import Source
 from flowspec.syntax import ast, dsl
 from flowspec.syntax import yaml as yaml_front
 from flowspec.syntax.fmt import format_program
 from flowspec.syntax.schema import validator
-from flowspec.syntax.spans import Source
 from flowspec.syntax.to_yaml import ConversionError, to_yaml
 
 ROOT = Path(__file__).resolve().parent.parent

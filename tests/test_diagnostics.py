@@ -30,10 +30,10 @@ import pytest
 from conftest import ROOT, SPECS
 
 import flowspec
-from flowspec.diagnostics import CODES, Diagnostic, Label, render_json, render_text, to_dict
+from flowspec.core.diagnostics import CODES, Diagnostic, Label, render_json, render_text, to_dict
+from flowspec.core.spans import Source, Span
 from flowspec.driver import Compilation
 from flowspec.syntax import dsl
-from flowspec.syntax.spans import Source, Span
 
 FIXTURES = Path(__file__).parent / "fixtures" / "diagnostics"
 GOLDEN = Path(__file__).parent / "golden" / "diagnostics"
@@ -541,7 +541,7 @@ def test_cli_concise_output(run_cli):
 
 
 def test_a_crash_in_the_checker_prints_the_banner_and_exits_2(run_cli, monkeypatch):
-    import flowspec.passes as passes
+    import flowspec.checks as passes
 
     def broken(fg):
         raise RuntimeError("an internal bug")

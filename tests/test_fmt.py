@@ -15,13 +15,13 @@ from conftest import SPECS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowspec.blocks.registry import REGISTRY
-from flowspec.blocks.types import Choice
-from flowspec.passes.arguments import REQUIREMENTS
+from flowspec.checks.arguments import REQUIREMENTS
+from flowspec.core.spans import Source
+from flowspec.kinds import REGISTRY
+from flowspec.kinds.options import Choice
 from flowspec.syntax import ast, dsl
 from flowspec.syntax.dsl import KEYWORDS
 from flowspec.syntax.fmt import WIDTH, float_text, format_program, format_source
-from flowspec.syntax.spans import Source
 
 
 def parse(text: str, path: str = "t.flow") -> ast.Program:

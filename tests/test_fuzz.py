@@ -2,7 +2,7 @@
 
 The specs in specs/ are mutated by deleting, inserting and swapping characters and by
 inserting tokens and keywords of the language; ``flowspec.check`` must return a list of
-:class:`~flowspec.diagnostics.Diagnostic` with registered codes and spans inside the
+:class:`~flowspec.core.diagnostics.Diagnostic` with registered codes and spans inside the
 text, and both renderers must accept them.  The default run is short; ``--runslow``
 adds a long one.
 """
@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flowspec
-from flowspec.diagnostics import CODES, Diagnostic, render_json, render_text
+from flowspec.core.diagnostics import CODES, Diagnostic, render_json, render_text
+from flowspec.core.spans import Source
 from flowspec.syntax.dsl import KEYWORDS
-from flowspec.syntax.spans import Source
 
 TEXTS = [p.read_text(encoding="utf-8") for p in SPECS]
 

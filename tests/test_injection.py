@@ -35,11 +35,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flowspec
-from flowspec.blocks.types import Choice
 from flowspec.codegen import literal, safe_comment
-from flowspec.diagnostics import SpecError
+from flowspec.core.diagnostics import SpecError
+from flowspec.core.spans import Source
 from flowspec.driver import Compilation
-from flowspec.syntax.spans import Source
+from flowspec.kinds.options import Choice
 
 #: every line terminator of Python's tokenizer and of ``str.splitlines``
 TERMINATORS = (

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from flowspec.blocks.ode import ODE
-from flowspec.blocks.types import Choice
+from flowspec.kinds.options import Choice
+from flowspec.runtime.ode import ODE
 
 F64 = torch.float64
 TIGHT = {"rtol": 1e-10, "atol": 1e-10}

@@ -13,13 +13,13 @@ import pytest
 from conftest import SPECS
 from harness import LANGUAGE_MD_REALNVP
 
-from flowspec.blocks.registry import REGISTRY
-from flowspec.blocks.types import Choice
+from flowspec.core.spans import Source
 from flowspec.driver import Compilation
 from flowspec.ir.graph import FlowGraph
+from flowspec.kinds import REGISTRY
+from flowspec.kinds.options import Choice
 from flowspec.syntax import ast, dsl
 from flowspec.syntax.ast import Arg, BinOp, Call, ListValue, Name, Neg, Ref
-from flowspec.syntax.spans import Source
 
 GOLDEN_AST = Path(__file__).parent / "golden" / "ast"
 

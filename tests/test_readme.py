@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flowspec.diagnostics import CODES
-from flowspec.limits import limits_table
+from flowspec.core.diagnostics import CODES
+from flowspec.kinds.limits import limits_table
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

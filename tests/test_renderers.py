@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from xml.etree import ElementTree as ET
 
-from flowspec.diagnostics import CODES
+from flowspec.core.diagnostics import CODES
 
 BAD = "flow f {\n    input x: [4]\n    x = reverse(x)\n    y = reverse(x)\n    output x\n}\n"
 WARN = "flow g {\n    input x: [4]\n    x = coupling.affine(x)\n    output x\n}\n"

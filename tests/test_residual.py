@@ -14,15 +14,15 @@ import pytest
 import torch
 from torch import Tensor
 
-from flowspec.blocks.lipschitz_layers import (
+from flowspec.kinds.options import Choice
+from flowspec.runtime.lipschitz_layers import (
     LipschitzMLP,
     SpectralConv2d,
     SpectralLinear,
     circular_sigma,
     sigma_max,
 )
-from flowspec.blocks.residual import Residual
-from flowspec.blocks.types import Choice
+from flowspec.runtime.residual import Residual
 
 F64 = torch.float64
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from conftest import SPECS
 
+from flowspec.checks import PASSES
+from flowspec.core.spans import Source
 from flowspec.ir import lower as lowering
-from flowspec.passes import PASSES
 from flowspec.syntax import dsl
-from flowspec.syntax.spans import Source
 
 _SHAPES = re.compile(r"#\s*(?P<shapes>\[[-0-9, \[\]]*\])\s*\Z")
 

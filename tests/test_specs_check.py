@@ -14,9 +14,9 @@ from conftest import ROOT, SPECS
 from harness import LANGUAGE_MD_REALNVP
 
 import flowspec
+from flowspec.core.spans import Source
 from flowspec.driver import Compilation
 from flowspec.syntax import dsl
-from flowspec.syntax.spans import Source
 
 REFERENCE = {
     "nice",
@@ -56,7 +56,7 @@ def test_the_realnvp_spec_is_the_one_of_the_language_reference():
 
 
 def test_the_iresnet_spec_proves_its_lipschitz_requirements():
-    from flowspec.passes.lipschitz import lipschitz_bound
+    from flowspec.checks.lipschitz import lipschitz_bound
 
     fg = Compilation.of(ROOT / "specs" / "iresnet.flow").flow_graph()
     required = {r.property: r.bound for r in fg.requirements}

@@ -24,13 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flowspec
-from flowspec.blocks.registry import REGISTRY
-from flowspec.blocks.types import Enum, IntList, OptionError, Raw, Tensor, Word
+from flowspec.core.spans import Source
 from flowspec.driver import Compilation
+from flowspec.kinds import REGISTRY
+from flowspec.kinds.options import Enum, IntList, OptionError, Raw, Tensor, Word
 from flowspec.syntax import ast, dsl
 from flowspec.syntax import yaml as yaml_front
 from flowspec.syntax.schema import build_schema, dumps, load_schema, schema_path, validator
-from flowspec.syntax.spans import Source
 from flowspec.syntax.to_yaml import to_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -695,7 +695,7 @@ def test_a_step_key_misspelt_as_an_option_suggests_the_step_key():
 
 
 def test_errors_render_with_the_source_line_and_a_caret():
-    from flowspec.diagnostics import render_text
+    from flowspec.core.diagnostics import render_text
 
     text = flow_yaml("{op: shuffle, in: x, seed: true}")
     comp = check(text, "spec.yaml")

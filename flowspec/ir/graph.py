@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from flowspec.syntax.spans import Span
+from flowspec.core.spans import Span
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -13,14 +13,14 @@ import math
 from collections import ChainMap
 from dataclasses import dataclass
 
-from flowspec.blocks.registry import REGISTRY
-from flowspec.blocks.types import Raw, TensorName, Word
-from flowspec.diagnostics import Diagnostic, Label
+from flowspec.core.diagnostics import Diagnostic, Label
+from flowspec.core.names import did_you_mean
+from flowspec.core.spans import Span
 from flowspec.ir.graph import INPUT, OUTPUT, FlowGraph, Node, RawArg, Requirement, Tensor, Use
-from flowspec.limits import MAX_FEATURES, MAX_RANK
+from flowspec.kinds import REGISTRY
+from flowspec.kinds.limits import MAX_FEATURES, MAX_RANK
+from flowspec.kinds.options import Raw, TensorName, Word
 from flowspec.syntax import ast
-from flowspec.syntax.names import did_you_mean
-from flowspec.syntax.spans import Span
 
 #: the most block instances one flow may unroll to
 MAX_NODES = 10_000

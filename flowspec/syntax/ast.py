@@ -2,7 +2,7 @@
 
 Both front ends (``dsl.py`` for ``.flow`` text, ``yaml.py`` for YAML) build these
 nodes; nothing after the AST knows which syntax a spec came from.  Every node carries
-a :class:`~flowspec.syntax.spans.Span`.  Spans are excluded from equality, so two ASTs
+a :class:`~flowspec.core.spans.Span`.  Spans are excluded from equality, so two ASTs
 that differ only in layout compare equal (``fmt`` and ``convert`` rely on that).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Union
 
-from flowspec.syntax.spans import NOWHERE, Span
+from flowspec.core.spans import NOWHERE, Span
 
 
 def _span() -> Span:

@@ -16,10 +16,10 @@ from importlib import resources
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from flowspec.diagnostics import Diagnostic, Label
+from flowspec.core.diagnostics import Diagnostic, Label
+from flowspec.core.names import did_you_mean
+from flowspec.core.spans import Source, Span
 from flowspec.syntax import ast
-from flowspec.syntax.names import did_you_mean
-from flowspec.syntax.spans import Source, Span
 
 KEYWORDS = (
     "flow",

@@ -29,9 +29,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from flowspec.diagnostics import Diagnostic
+from flowspec.core.diagnostics import Diagnostic
+from flowspec.core.spans import Source
 from flowspec.syntax import ast
-from flowspec.syntax.spans import Source
 
 WIDTH = 99
 INDENT = "    "

@@ -28,8 +28,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from flowspec.blocks.registry import REGISTRY
-from flowspec.blocks.types import (
+from flowspec.kinds import REGISTRY
+from flowspec.kinds.options import (
     Bool,
     Enum,
     Float,
@@ -77,7 +77,7 @@ def _ref(name: str) -> dict:
 
 
 def _requirements() -> dict[str, bool]:
-    from flowspec.passes.arguments import REQUIREMENTS
+    from flowspec.checks.arguments import REQUIREMENTS
 
     return dict(REQUIREMENTS)
 

@@ -33,7 +33,7 @@ import math
 import re
 from typing import Any
 
-from flowspec.diagnostics import Diagnostic
+from flowspec.core.diagnostics import Diagnostic
 from flowspec.syntax import ast
 from flowspec.syntax.fmt import string_text, value_text
 

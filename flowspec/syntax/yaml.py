@@ -33,11 +33,11 @@ from typing import Any
 
 import yaml as pyyaml
 
-from flowspec.blocks.types import describe
-from flowspec.diagnostics import Diagnostic
+from flowspec.core.diagnostics import Diagnostic
+from flowspec.core.names import did_you_mean
+from flowspec.core.spans import Source, Span
+from flowspec.kinds.options import describe
 from flowspec.syntax import ast, dsl
-from flowspec.syntax.names import did_you_mean
-from flowspec.syntax.spans import Source, Span
 
 _CORE = "tag:yaml.org,2002:"
 _ALLOWED_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -334,7 +334,7 @@ class _SchemaErrors:
 
     def _registry_step(self, path) -> tuple | None:
         """The path of the registry step an error lies in, if any."""
-        from flowspec.blocks.registry import REGISTRY
+        from flowspec.kinds import REGISTRY
 
         for n in range(len(path), 1, -1):
             prefix = path[:n]
@@ -433,7 +433,7 @@ class _SchemaErrors:
             )
             return
         if kind == "enum" and path and path[-1] == "require":
-            from flowspec.passes.arguments import REQUIREMENTS
+            from flowspec.checks.arguments import REQUIREMENTS
 
             self.emit(
                 "E200",
@@ -444,7 +444,7 @@ class _SchemaErrors:
             )
             return
         if kind == "not" and isinstance(value, dict) and "require" in value:
-            from flowspec.passes.arguments import REQUIREMENTS
+            from flowspec.checks.arguments import REQUIREMENTS
 
             if not isinstance(value["require"], str) or value["require"] not in REQUIREMENTS:
                 return  # the unknown property is the error
@@ -540,7 +540,7 @@ class _SchemaErrors:
 
     def typed(self, step_path: tuple, errors: list) -> None:
         """Errors in a registry step: re-derived by the checker's own resolution."""
-        from flowspec.blocks.registry import REGISTRY
+        from flowspec.kinds import REGISTRY
 
         node, _ = self.reader.node_at(self.root, step_path)
         step = self._instance_at(step_path)
@@ -584,9 +584,9 @@ class _SchemaErrors:
 
 def _mirror_options(reader: _Reader, step_node, kind: str) -> list[Diagnostic]:
     """The arguments pass's own diagnostics for a step's literal options."""
-    from flowspec.blocks.registry import REGISTRY
+    from flowspec.checks.arguments import resolve_node
     from flowspec.ir.graph import Node, RawArg
-    from flowspec.passes.arguments import resolve_node
+    from flowspec.kinds import REGISTRY
     from flowspec.syntax.schema import STEP_KEYS
 
     spec = REGISTRY[kind]
@@ -634,7 +634,7 @@ class _NotLiteral(Exception):
 
 def _literal(value: ast.Value) -> Any:
     """A value the registry can resolve without a scope, as lowering would evaluate it."""
-    from flowspec.blocks.types import Raw
+    from flowspec.kinds.options import Raw
 
     if isinstance(value, (ast.Int, ast.Float, ast.Bool, ast.String)):
         return value.value
@@ -811,7 +811,7 @@ class _Lowerer:
         return ast.ReturnStmt(self.names(value), span)
 
     def step(self, node) -> ast.Assign:
-        from flowspec.blocks.registry import REGISTRY
+        from flowspec.kinds import REGISTRY
         from flowspec.syntax.schema import STEP_KEYS
 
         op = self.get(node, "op")

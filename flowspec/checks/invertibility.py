@@ -1,0 +1,72 @@
+"""Invertibility as configured (E302, E303).
+
+Each kind's registry entry lists the problems of a configuration (a zero slope, a
+residual branch that is not contractive).  A ``cond=`` tensor must also be
+recoverable before the block that reads it is inverted.
+
+    x = leaky_relu(x, slope=0)                          # E302
+    x = residual(x, net=mlp(hidden=[64]), lipschitz=1.2)  # E303
+"""
+
+from __future__ import annotations
+
+from flowspec.core.diagnostics import Diagnostic
+from flowspec.ir.graph import FlowGraph
+from flowspec.ir.queries import inverse_dependencies
+from flowspec.kinds import REGISTRY
+
+
+def check_invertibility(fg: FlowGraph) -> list[Diagnostic]:
+    diags: list[Diagnostic] = []
+    for node in fg.blocks():
+        if node.options is None:
+            continue
+        spec = REGISTRY[node.kind]
+        for p in spec.problems(node.options, node.in_shapes or []):
+            span = node.arg_span(p.option) if p.option else node.span
+            diags.append(Diagnostic(p.code, p.message, span, hint=p.hint))
+    diags.extend(_inverse_order_problems(fg))
+    return diags
+
+
+def _inverse_order_problems(fg: FlowGraph) -> list[Diagnostic]:
+    if not any(n.reads for n in fg.nodes()):
+        return []
+    out = []
+    for node in fg.blocks():
+        for key, tid in node.reads.items():
+            if tid in node.inputs:
+                out.append(
+                    Diagnostic(
+                        "E302",
+                        f"a block cannot condition on the tensor it transforms "
+                        f"(`{key}={fg.tensors[tid].name}`)",
+                        node.arg_span(key),
+                        hint="condition on another tensor",
+                    )
+                )
+    if out:
+        return out
+    import networkx as nx
+
+    deps = inverse_dependencies(fg)
+    try:
+        nx.find_cycle(deps)
+    except nx.NetworkXNoCycle:
+        return []
+    for node in fg.blocks():
+        for key, tid in node.reads.items():
+            consumer = next((u.node for u in fg.uses[tid] if not u.read_only), None)
+            if consumer is not None and nx.has_path(deps, node.id, consumer):
+                name = fg.tensors[tid].name
+                out.append(
+                    Diagnostic(
+                        "E302",
+                        f"`{key}={name}` cannot be recovered before this block is "
+                        "inverted: it is consumed by a block that needs this block's result",
+                        node.arg_span(key),
+                        hint="condition on a tensor that reaches `output` unchanged, or on "
+                        f"`{name}` after the blocks that transform it",
+                    )
+                )
+    return out

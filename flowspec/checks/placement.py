@@ -1,0 +1,47 @@
+"""Device placement (E500): the devices named by ``on`` blocks.
+
+on cuda:1 { x = actnorm(x) }      # fine
+on gpu { x = actnorm(x) }         # E500 unknown device, did you mean `cpu`?
+"""
+
+from __future__ import annotations
+
+import re
+
+from flowspec.core.diagnostics import Diagnostic
+from flowspec.core.names import did_you_mean
+from flowspec.ir.graph import FlowGraph
+
+DEVICE_TYPES = ("cpu", "cuda", "mps", "meta")
+_DEVICE = re.compile(r"(cpu|cuda|mps|meta)(:(0|[1-9][0-9]*))?\Z")
+
+
+def valid_device(text: str) -> bool:
+    m = _DEVICE.match(text)
+    return bool(m) and not (m.group(2) and m.group(1) in ("meta", "cpu") and m.group(3) != "0")
+
+
+def check_placement(fg: FlowGraph) -> list[Diagnostic]:
+    diags: list[Diagnostic] = []
+    reported = set()
+    for node in fg.blocks():
+        if node.device is None or node.device_span in reported:
+            continue
+        if not valid_device(node.device):
+            reported.add(node.device_span)
+            kind = node.device.split(":")[0]
+            if kind in DEVICE_TYPES:
+                hint = (
+                    f"`{kind}` takes no index other than 0; only cuda has several devices, "
+                    "such as cuda:1"
+                    if kind != "cuda"
+                    else "a cuda device index is a number without leading zeros: cuda:1"
+                )
+            else:
+                hint = did_you_mean(kind, DEVICE_TYPES) or (
+                    "devices are cpu, cuda, cuda:N, mps and meta"
+                )
+            diags.append(
+                Diagnostic("E500", f"unknown device `{node.device}`", node.device_span, hint=hint)
+            )
+    return diags

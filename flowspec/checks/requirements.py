@@ -1,0 +1,52 @@
+"""Requirements on the log-determinant and the inverse (E401).
+
+require exact_logdet              # E401 if a block uses a stochastic estimator
+require analytic_inverse          # E401 if a block needs iteration or integration
+"""
+
+from __future__ import annotations
+
+from flowspec.core.diagnostics import Diagnostic, Label
+from flowspec.ir.graph import FlowGraph
+from flowspec.kinds import REGISTRY
+
+_ITERATIVE = {"iterative": "iteration", "integrated": "ODE integration"}
+
+
+def check_requirements(fg: FlowGraph) -> list[Diagnostic]:
+    diags: list[Diagnostic] = []
+    for req in fg.requirements:
+        if req.property not in ("exact_logdet", "analytic_inverse"):
+            continue
+        for node in fg.blocks():
+            if node.options is None:
+                continue
+            spec = REGISTRY[node.kind]
+            label = Label(req.span, "required here")
+            if req.property == "exact_logdet" and spec.logdet_class(node.options) == "stochastic":
+                key = "logdet" if "logdet" in node.options else "trace"
+                diags.append(
+                    Diagnostic(
+                        "E401",
+                        f"`require exact_logdet` is violated: `{node.kind}` uses a "
+                        f"stochastic log-det estimator ({key}={node.options[key]})",
+                        node.arg_span(key),
+                        labels=(label,),
+                        hint="use logdet=exact (small inputs) for residual blocks or trace=exact "
+                        "for ode blocks"
+                        if key
+                        else None,
+                    )
+                )
+            inv = spec.inverse_class(node.options)
+            if req.property == "analytic_inverse" and inv in _ITERATIVE:
+                diags.append(
+                    Diagnostic(
+                        "E401",
+                        f"`require analytic_inverse` is violated: `{node.kind}` is inverted "
+                        f"by {_ITERATIVE[inv]}",
+                        node.span,
+                        labels=(label,),
+                    )
+                )
+    return diags

@@ -1,0 +1,68 @@
+"""Autoregressive flows with a MADE conditioner: autoregressive.affine, autoregressive.spline.
+
+MAF (Papamakarios, Pavlakou, Murray 2017, arXiv:1705.07057) and NSF-AR (Durkan,
+Bekasov, Murray, Papamakarios 2019, arXiv:1906.04032); the conditioner is MADE
+(Germain, Gregor, Murray, Larochelle 2015, arXiv:1502.03509); ``iaf=true`` gives the
+inverse direction (Kingma et al. 2016, IAF, arXiv:1606.04934).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flowspec.kinds.base import _R, BlockKind, Example, _flat_only, _unbounded
+from flowspec.kinds.options import Bool, Choice, Float, Int, Option
+from flowspec.kinds.words import ACT, COND, HIDDEN, ORDER
+
+
+def _ar_examples(extra: Mapping[str, Any]) -> tuple[Example, ...]:
+    return (
+        Example(((4,),), {"order": "natural", **extra}),
+        Example(((4,),), {"order": "reverse", "iaf": True, **extra}),
+        Example(((5,),), {"order": Choice("random", {"seed": 3}), **extra}, cond=(2,)),
+    )
+
+
+ENTRIES: tuple[BlockKind, ...] = (
+    BlockKind(
+        "autoregressive.affine",
+        "MAF: x_i ← x_i·exp(s_i(x_<i)) + t_i(x_<i), MADE conditioner",
+        "Papamakarios, Pavlakou, Murray 2017, Masked Autoregressive Flow, arXiv:1705.07057",
+        (
+            Option("hidden", HIDDEN, [64, 64]),
+            Option("act", ACT, "relu"),
+            Option("order", ORDER, "natural"),
+            Option("iaf", Bool(), False),
+            COND,
+        ),
+        _flat_only("autoregressive.affine"),
+        f"{_R}.autoregressive:AutoregressiveAffine",
+        inverse="sequential",
+        logdet="analytic",
+        lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
+        inverse_lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
+        examples=_ar_examples({"hidden": [16]}),
+    ),
+    BlockKind(
+        "autoregressive.spline",
+        "NSF-AR: a rational-quadratic spline per feature, MADE conditioner",
+        "Durkan et al. 2019, Neural Spline Flows, arXiv:1906.04032",
+        (
+            Option("hidden", HIDDEN, [64, 64]),
+            Option("act", ACT, "relu"),
+            Option("bins", Int(min=1, max=64), 8),
+            Option("bound", Float(0.0, min_open=True), 3.0),
+            Option("order", ORDER, "natural"),
+            Option("iaf", Bool(), False),
+            COND,
+        ),
+        _flat_only("autoregressive.spline"),
+        f"{_R}.autoregressive:AutoregressiveSpline",
+        inverse="sequential",
+        logdet="analytic",
+        lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
+        inverse_lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
+        examples=_ar_examples({"hidden": [16], "bins": 4}),
+    ),
+)

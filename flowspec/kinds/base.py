@@ -1,0 +1,139 @@
+"""What every family module builds on: :class:`BlockKind` (one entry is the whole story
+of a block kind), :class:`Bound`, :class:`Problem`, :class:`Example`,
+:class:`ShapeError`, and the shape and bound helpers several families share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowspec.kinds.options import Option, Tensor
+
+Shape = tuple[int, ...]
+Opts = Mapping[str, Any]
+
+
+class ShapeError(Exception):
+    """A shape rule's complaint (E202), pointing at ``option`` when one is to blame."""
+
+    def __init__(self, message: str, option: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.option = option
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A static Lipschitz bound: ``value`` proven, or ``None`` with the ``reason``."""
+
+    value: float | None
+    reason: str = ""
+
+    @staticmethod
+    def unbounded(reason: str) -> Bound:
+        return Bound(None, reason)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An invertibility problem of a configuration (E302 or E303)."""
+
+    code: str
+    message: str
+    option: str | None = None
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class Example:
+    """A configuration the registry-driven test harness runs a kind on."""
+
+    shapes: tuple[Shape, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    cond: Shape | None = None
+
+
+@dataclass(frozen=True)
+class BlockKind:
+    name: str
+    summary: str
+    paper: str
+    options: tuple[Option, ...]
+    shape: Callable[[Opts, list[Shape]], list[Shape]]
+    runtime: str
+    #: how many tensors it consumes: an int, or None for one or more
+    inputs: int | None = 1
+    #: how many it produces, from the options
+    outputs: Callable[[Opts], int] = lambda opts: 1
+    #: "exact" | "analytic" | "sequential" | "iterative" | "integrated"
+    inverse: str | Callable[[Opts], str] = "exact"
+    #: "zero" | "analytic" | "stochastic" | "exact-bruteforce"
+    logdet: str | Callable[[Opts], str] = "zero"
+    lipschitz: Callable[[Opts, list[Shape]], Bound] = lambda opts, shapes: Bound.unbounded(
+        "no bound is known for this block"
+    )
+    inverse_lipschitz: Callable[[Opts, list[Shape]], Bound] = lambda opts, shapes: Bound.unbounded(
+        "no bound is known for this block"
+    )
+    #: "permutation" (moves features; see ``feature_map``), "elementwise" (transforms
+    #: each feature in place), "coupling" (transforms ``transformed``), "mixing"
+    #: (transforms all and mixes them)
+    features: str = "mixing"
+    feature_map: Callable[[Opts, list[Shape]], list[list[tuple[int, int]]]] | None = None
+    transformed: Callable[[Opts, Shape], list[int]] | None = None
+    problems: Callable[[Opts, list[Shape]], list[Problem]] = lambda opts, shapes: []
+    examples: tuple[Example, ...] = ()
+
+    def inverse_class(self, opts: Opts) -> str:
+        return self.inverse(opts) if callable(self.inverse) else self.inverse
+
+    def logdet_class(self, opts: Opts) -> str:
+        return self.logdet(opts) if callable(self.logdet) else self.logdet
+
+    @property
+    def tensor_options(self) -> frozenset[str]:
+        return frozenset(o.name for o in self.options if isinstance(o.type, Tensor))
+
+
+# ---------------------------------------------------------- shape and bound helpers
+
+
+def _same(opts: Opts, shapes: list[Shape]) -> list[Shape]:
+    return [shapes[0]]
+
+
+def _rank(shape: Shape, rank: int, what: str) -> None:
+    if len(shape) != rank:
+        dims = {1: "[d]", 3: "[C, H, W]"}.get(rank, f"rank {rank}")
+        raise ShapeError(f"{what} needs a {dims} tensor, got {list(shape)}")
+
+
+def _flat_only(what: str) -> Callable[[Opts, list[Shape]], list[Shape]]:
+    def rule(opts: Opts, shapes: list[Shape]) -> list[Shape]:
+        _rank(shapes[0], 1, what)
+        if len(shapes) > 1:
+            _rank(shapes[1], 1, f"cond= of {what}")
+        return [shapes[0]]
+
+    return rule
+
+
+def _residual_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
+    if opts["net"].kind in ("conv", "resnet"):
+        _rank(shapes[0], 3, f"net={opts['net'].kind}")
+    return [shapes[0]]
+
+
+ISOMETRY = (lambda opts, shapes: Bound(1.0), lambda opts, shapes: Bound(1.0))
+
+
+def _unbounded(reason: str) -> Callable[[Opts, list[Shape]], Bound]:
+    return lambda opts, shapes: Bound.unbounded(reason)
+
+
+#: where the runtime classes live; entries name them by import path, so nothing here
+#: imports torch
+_R = "flowspec.runtime"

@@ -1,0 +1,150 @@
+"""Coupling layers: coupling.additive, coupling.affine, coupling.spline.
+
+A mask splits the features into a part ``x_a`` the conditioner net reads and a part
+``x_b`` it transforms (:func:`flowspec.kinds.masks.transformed_indices`).  Papers:
+NICE (Dinh, Krueger, Bengio 2015, arXiv:1410.8516), Real NVP (Dinh, Sohl-Dickstein,
+Bengio 2017, arXiv:1605.08803), Neural Spline Flows (Durkan, Bekasov, Murray,
+Papamakarios 2019, arXiv:1906.04032).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flowspec.kinds import masks
+from flowspec.kinds.base import _R, BlockKind, Example, Opts, Shape, ShapeError, _rank, _unbounded
+from flowspec.kinds.options import Bool, Choice, Float, Int, Option
+from flowspec.kinds.words import COND, MASK, NET, SCALE
+
+
+def _coupling_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
+    shape = shapes[0]
+    mask = opts["mask"].kind
+    if mask in ("checkerboard", "channel"):
+        _rank(shape, 3, f"mask={mask}")
+    if mask == "checkerboard":
+        if shape[1] * shape[2] < 2:
+            raise ShapeError("mask=checkerboard needs at least 2 spatial positions", "mask")
+    elif shape[0] < 2:
+        raise ShapeError(
+            f"mask={mask} needs at least 2 features along axis 0, got {shape[0]}",
+            "mask",
+            hint="a coupling needs one part to condition on and one to transform",
+        )
+    net = opts["net"].kind
+    if net in ("conv", "resnet") and len(shape) != 3:
+        raise ShapeError(
+            f"net={net} needs a [C, H, W] tensor, got {list(shape)}",
+            "net",
+            hint="use net=mlp(...) for flat features",
+        )
+    if len(shapes) > 1 and net in ("conv", "resnet"):
+        cond = shapes[1]
+        if len(cond) != 3 or cond[1:] != shape[1:]:
+            raise ShapeError(
+                f"cond= of shape {list(cond)} does not match the spatial size {list(shape[1:])}"
+                f" needed by net={net}",
+                "cond",
+            )
+    return [shape]
+
+
+def _coupling_transformed(opts: Opts, shape: Shape) -> list[int]:
+    return masks.transformed_indices(opts["mask"].kind, opts["flip"], shape)
+
+
+def _coupling_kind(
+    name: str,
+    summary: str,
+    paper: str,
+    extra: tuple[Option, ...],
+    runtime: str,
+    logdet: str,
+    examples: tuple[Example, ...],
+) -> BlockKind:
+    return BlockKind(
+        name=name,
+        summary=summary,
+        paper=paper,
+        options=(
+            NET,
+            Option("mask", MASK, "half"),
+            Option("flip", Bool(), False, doc="swap the conditioning and transformed parts"),
+            *extra,
+            COND,
+        ),
+        shape=_coupling_shape,
+        runtime=runtime,
+        inverse="analytic",
+        logdet=logdet,
+        lipschitz=_unbounded("the conditioner net is not Lipschitz-constrained"),
+        inverse_lipschitz=_unbounded("the conditioner net is not Lipschitz-constrained"),
+        features="coupling",
+        transformed=_coupling_transformed,
+        examples=examples,
+    )
+
+
+def _mask_examples(extra: Mapping[str, Any]) -> tuple[Example, ...]:
+    flat = [
+        Example(((5,),), {"mask": m, "flip": f, **extra})
+        for m in ("half", "alternate")
+        for f in (False, True)
+    ]
+    image = [
+        Example(
+            ((2, 4, 4),), {"mask": m, "flip": f, "net": Choice("conv", {"hidden": 8}), **extra}
+        )
+        for m in ("checkerboard", "channel")
+        for f in (False, True)
+    ]
+    cond = [
+        Example(((4,),), {"mask": "half", **extra}, cond=(3,)),
+        Example(
+            ((2, 4, 4),),
+            {"mask": "checkerboard", "net": Choice("resnet", {"hidden": 8}), **extra},
+            cond=(1, 4, 4),
+        ),
+        Example(((2, 2, 2),), {"mask": "channel", **extra}),  # mlp on an image
+    ]
+    return (*flat, *image, *cond)
+
+
+ENTRIES: tuple[BlockKind, ...] = (
+    _coupling_kind(
+        "coupling.additive",
+        "NICE additive coupling: x_b ← x_b + t(x_a)",
+        "Dinh, Krueger, Bengio 2015, NICE, arXiv:1410.8516",
+        (),
+        f"{_R}.coupling:AdditiveCoupling",
+        "zero",
+        _mask_examples({}),
+    ),
+    _coupling_kind(
+        "coupling.affine",
+        "affine coupling: x_b ← x_b · s(x_a) + t(x_a)",
+        "Dinh, Sohl-Dickstein, Bengio 2017, Real NVP, arXiv:1605.08803",
+        (Option("scale", SCALE, "softclamp", doc="how the net's output becomes a scale"),),
+        f"{_R}.coupling:AffineCoupling",
+        "analytic",
+        (
+            *_mask_examples({"scale": "softclamp"}),
+            Example(((4,),), {"scale": "exp"}),
+            Example(((4,),), {"scale": "sigmoid"}),
+            Example(
+                ((2, 4, 4),),
+                {"scale": "exp", "mask": "checkerboard", "net": Choice("conv", {"hidden": 8})},
+            ),
+        ),
+    ),
+    _coupling_kind(
+        "coupling.spline",
+        "rational-quadratic spline coupling, identity outside the bound",
+        "Durkan, Bekasov, Murray, Papamakarios 2019, Neural Spline Flows, arXiv:1906.04032",
+        (Option("bins", Int(min=1, max=64), 8), Option("bound", Float(0.0, min_open=True), 3.0)),
+        f"{_R}.spline:SplineCoupling",
+        "analytic",
+        _mask_examples({"bins": 5, "bound": 2.0}),
+    ),
+)

@@ -1,0 +1,38 @@
+"""Learned invertible linear maps: linear (dense) and invconv (1×1 convolution).
+
+Both from Glow (Kingma, Dhariwal 2018, arXiv:1807.03039), optionally LU-parametrised.
+"""
+
+from __future__ import annotations
+
+from flowspec.kinds.base import _R, BlockKind, Example, _flat_only, _rank, _unbounded
+from flowspec.kinds.options import Bool, Option
+
+ENTRIES: tuple[BlockKind, ...] = (
+    BlockKind(
+        "linear",
+        "dense invertible matrix, LU-parametrised",
+        "Kingma, Dhariwal 2018, Glow, arXiv:1807.03039",
+        (Option("lu", Bool(), True),),
+        _flat_only("linear"),
+        f"{_R}.linear:Linear",
+        inverse="analytic",
+        logdet="analytic",
+        lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
+        inverse_lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
+        examples=(Example(((4,),)), Example(((4,),), {"lu": False})),
+    ),
+    BlockKind(
+        "invconv",
+        "Glow's invertible 1×1 convolution over channels",
+        "Kingma, Dhariwal 2018, Glow, arXiv:1807.03039",
+        (Option("lu", Bool(), True),),
+        lambda opts, shapes: (_rank(shapes[0], 3, "invconv"), [shapes[0]])[1],
+        f"{_R}.linear:InvConv",
+        inverse="analytic",
+        logdet="analytic",
+        lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
+        inverse_lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
+        examples=(Example(((3, 2, 2),)), Example(((3, 2, 2),), {"lu": False})),
+    ),
+)

@@ -1,0 +1,41 @@
+"""Normalisation: actnorm, batchnorm.
+
+Actnorm is Glow's (Kingma, Dhariwal 2018, arXiv:1807.03039); batch normalisation as a
+bijection is Real NVP's (Dinh, Sohl-Dickstein, Bengio 2017, arXiv:1605.08803).
+"""
+
+from __future__ import annotations
+
+from flowspec.kinds.base import _R, BlockKind, Example, _same, _unbounded
+from flowspec.kinds.options import Float, Option
+
+ENTRIES: tuple[BlockKind, ...] = (
+    BlockKind(
+        "actnorm",
+        "per-feature scale and shift, initialised from the first batch",
+        "Kingma, Dhariwal 2018, Glow, arXiv:1807.03039",
+        (),
+        _same,
+        f"{_R}.norm:ActNorm",
+        inverse="analytic",
+        logdet="analytic",
+        lipschitz=_unbounded("its learned scale has no bound"),
+        inverse_lipschitz=_unbounded("its learned scale has no bound"),
+        features="elementwise",
+        examples=(Example(((3,),)), Example(((2, 3, 3),))),
+    ),
+    BlockKind(
+        "batchnorm",
+        "batch normalisation as a bijection (running statistics in eval)",
+        "Dinh, Sohl-Dickstein, Bengio 2017, Real NVP, arXiv:1605.08803",
+        (Option("momentum", Float(0.0, 1.0), 0.1), Option("eps", Float(0.0, min_open=True), 1e-5)),
+        _same,
+        f"{_R}.norm:BatchNorm",
+        inverse="analytic",
+        logdet="analytic",
+        lipschitz=_unbounded("its batch statistics and learned scale have no bound"),
+        inverse_lipschitz=_unbounded("its batch statistics and learned scale have no bound"),
+        features="elementwise",
+        examples=(Example(((3,),)), Example(((2, 3, 3),))),
+    ),
+)

@@ -1,0 +1,117 @@
+"""Invertible residual blocks: residual.
+
+y = x + g(x) with Lip(g) ≤ c < 1, inverted by fixed-point iteration.  Papers:
+Behrmann et al. 2019, Invertible Residual Networks, arXiv:1811.00995; Chen et al.
+2019, Residual Flows, arXiv:1906.02735 (the unbiased roulette log-det estimator).
+"""
+
+from __future__ import annotations
+
+from flowspec.kinds import limits as L
+from flowspec.kinds.base import (
+    _R,
+    BlockKind,
+    Bound,
+    Example,
+    Opts,
+    Problem,
+    Shape,
+    _residual_shape,
+)
+from flowspec.kinds.options import Choice, Float, Int, Option
+from flowspec.kinds.words import ACTIVATIONS, FIXEDPOINT, GRAD, LOGDET, NET, TRACE
+
+
+def _residual_problems(opts: Opts, shapes: list[Shape]) -> list[Problem]:
+    out = []
+    net = opts["net"].kind
+    if net not in ("mlp", "conv"):
+        # the runtime certifies dense layers (SVD) and convolutions (the circular-convolution
+        # bound), not resnet's skip connections (flowspec.runtime.lipschitz_layers)
+        out.append(
+            Problem(
+                "E303",
+                f"residual block with net={net} is not provably contractive: a certified "
+                "Lipschitz bound is implemented for net=mlp and net=conv only",
+                "net",
+                "use net=conv(hidden=..., act=lipswish) or net=mlp(hidden=[...], act=lipswish)",
+            )
+        )
+    c = opts["lipschitz"]
+    if c >= 1:
+        out.append(
+            Problem(
+                "E303",
+                f"residual block needs lipschitz < 1 to be invertible, got {c:g}",
+                "lipschitz",
+                "use a value in (0, 1), such as 0.97",
+            )
+        )
+    act = opts["net"]["act"].kind
+    lip, _ = ACTIVATIONS[act]
+    if lip > 1:
+        out.append(
+            Problem(
+                "E303",
+                f"activation `{act}` has Lipschitz constant {lip:g} > 1, so the residual "
+                "branch is not provably contractive",
+                "net",
+                "use a 1-Lipschitz activation such as lipswish, elu or tanh",
+            )
+        )
+    return out
+
+
+def _residual_logdet(opts: Opts) -> str:
+    return "exact-bruteforce" if opts["logdet"].kind == "exact" else "stochastic"
+
+
+def _residual_lipschitz(opts: Opts, shapes: list[Shape]) -> Bound:
+    c = opts["lipschitz"]
+    return Bound(1 + c) if c < 1 else Bound.unbounded("lipschitz >= 1")
+
+
+def _residual_inverse_lipschitz(opts: Opts, shapes: list[Shape]) -> Bound:
+    c = opts["lipschitz"]
+    return Bound(1 / (1 - c)) if c < 1 else Bound.unbounded("lipschitz >= 1")
+
+
+ENTRIES: tuple[BlockKind, ...] = (
+    BlockKind(
+        "residual",
+        "i-ResNet / Residual Flow: y = x + g(x), Lip(g) ≤ c < 1",
+        "Behrmann et al. 2019, Invertible Residual Networks, arXiv:1811.00995; Chen et al. "
+        "2019, Residual Flows, arXiv:1906.02735",
+        (
+            NET,
+            Option("lipschitz", Float(0.0, min_open=True), 0.97),
+            Option("power_iters", Int(min=1, max=L.MAX_POWER_ITERS), 5),
+            Option("logdet", LOGDET, "roulette"),
+            Option("trace", TRACE, "hutchinson"),
+            Option("grad", GRAD, "backprop"),
+            Option("inverse", FIXEDPOINT, "fixedpoint"),
+        ),
+        _residual_shape,
+        f"{_R}.residual:Residual",
+        inverse="iterative",
+        logdet=_residual_logdet,
+        lipschitz=_residual_lipschitz,
+        inverse_lipschitz=_residual_inverse_lipschitz,
+        problems=_residual_problems,
+        examples=(
+            Example(
+                ((3,),),
+                {"logdet": "exact", "net": Choice("mlp", {"hidden": [8], "act": "lipswish"})},
+            ),
+            Example(
+                ((1, 3, 3),),
+                {
+                    "logdet": "exact",
+                    "net": Choice(
+                        "conv", {"hidden": 4, "kernel": 3, "depth": 1, "act": "lipswish"}
+                    ),
+                },
+            ),
+        ),
+    ),
+)

@@ -1,0 +1,111 @@
+"""The word tables: activations, nets, latents, dequantizers and the enum words of
+block options (masks, scales, orders, estimators, solvers), and the two options that
+several families share (``net=``, ``cond=``).
+
+Each table is an :class:`~flowspec.kinds.options.Enum` of words with their options.
+"""
+
+from __future__ import annotations
+
+from flowspec.kinds import limits as L
+from flowspec.kinds.options import Enum, Float, Int, IntList, Option, Tensor
+
+#: name → (Lipschitz constant, smooth?)
+ACTIVATIONS: dict[str, tuple[float, bool]] = {
+    "relu": (1.0, False),
+    "elu": (1.0, True),
+    "tanh": (1.0, True),
+    "softplus": (1.0, True),
+    "lipswish": (1.0, True),
+    "leaky_relu": (1.0, False),
+    "sigmoid": (0.25, True),
+    # sup |d/dx x·Φ(x)| = 1.1289 (at x = √2); sup |d/dx x·σ(x)| = 1.0998 (at x ≈ 2.4)
+    "gelu": (1.129, True),
+    "swish": (1.100, True),
+}
+ACT = Enum({a: () for a in ACTIVATIONS}, what="activation")
+#: the hidden widths of an mlp or MADE net (flowspec.kinds.limits bounds every size)
+HIDDEN = IntList(
+    max_len=L.MAX_LAYERS, item_min=1, item_max=L.MAX_WIDTH, item="width", items="widths"
+)
+WIDTH = Int(min=1, max=L.MAX_WIDTH)
+LAYERS = Int(min=1, max=L.MAX_LAYERS)
+SEED = Int(min=0, max=L.MAX_SEED)
+INIT = Enum({"zero": (), "default": ()}, what="initialisation")
+
+NETS = Enum(
+    {
+        "mlp": (
+            Option("hidden", HIDDEN, [64, 64], doc="widths of the hidden layers"),
+            Option("act", ACT, "relu"),
+            Option("init", INIT, "zero", doc="`zero`: last layer zero (identity start)"),
+        ),
+        "conv": (
+            Option("hidden", WIDTH, 512, doc="channels of the hidden layers"),
+            Option("kernel", Int(min=1, max=L.MAX_KERNEL), 3),
+            Option("depth", LAYERS, 2, doc="number of hidden convolutions"),
+            Option("act", ACT, "relu"),
+            Option("init", INIT, "zero"),
+        ),
+        "resnet": (
+            Option("hidden", WIDTH, 256),
+            Option("blocks", LAYERS, 2),
+            Option("act", ACT, "relu"),
+            Option("init", INIT, "zero"),
+        ),
+    },
+    what="net",
+)
+
+LATENTS = Enum({"normal": (), "logistic": (), "uniform": ()}, what="latent distribution")
+DEQUANTIZERS = Enum({"uniform": (Option("bits", Int(min=1, max=16), 8),)}, what="dequantizer")
+
+MASK = Enum({m: () for m in ("half", "alternate", "checkerboard", "channel")}, what="mask")
+SCALE = Enum({"exp": (), "sigmoid": (), "softclamp": ()}, what="scale")
+ORDER = Enum({"natural": (), "reverse": (), "random": (Option("seed", SEED, 0),)}, what="order")
+TRACE = Enum(
+    {
+        "hutchinson": (
+            Option("samples", Int(min=1, max=L.MAX_SAMPLES), 1),
+            Option("noise", Enum({"rademacher": (), "gaussian": ()}, what="noise"), "rademacher"),
+        ),
+        "exact": (),
+    },
+    what="trace estimator",
+)
+LOGDET = Enum(
+    {
+        "exact": (),
+        "series": (Option("terms", Int(min=1, max=100), 5),),
+        "roulette": (Option("p", Float(L.MIN_ROULETTE_P, 1.0, max_open=True), 0.5),),
+    },
+    what="log-det estimator",
+)
+FIXEDPOINT = Enum(
+    {
+        "fixedpoint": (
+            Option("tol", Float(0.0, min_open=True), 1e-6),
+            Option("max_iter", Int(min=1, max=L.MAX_FIXEDPOINT_ITER), 200),
+        )
+    },
+    what="inverse",
+)
+GRAD = Enum({"backprop": (), "neumann": ()}, what="gradient")
+SOLVERS = (
+    "dopri5",
+    "dopri8",
+    "bosh3",
+    "fehlberg2",
+    "adaptive_heun",
+    "euler",
+    "midpoint",
+    "heun2",
+    "heun3",
+    "rk4",
+    "explicit_adams",
+    "implicit_adams",
+)
+SOLVER = Enum({s: () for s in SOLVERS}, what="ODE solver")
+
+NET = Option("net", NETS, "mlp", doc="the conditioner")
+COND = Option("cond", Tensor(), None, doc="a tensor the conditioner reads, not consumed")

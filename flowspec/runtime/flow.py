@@ -1,0 +1,166 @@
+"""The ``Flow`` base class every generated module derives from.
+
+A flow F maps data x to latent z (the normalizing direction) and
+log p(x) = log q(F(x)) + log|det J_F(x)| with q the latent (base) density::
+
+    z, ladj = flow(x)                  # x: [B, *input_shape]; ladj: [B]
+    x, ladj_inv = flow.inverse(z)
+    flow.log_prob(x)                   # [B]
+    flow.sample(n)                     # [n, *input_shape]
+
+With several outputs, ``z`` is a tuple in ``output`` order and ``inverse`` takes it.
+The generated subclass supplies straight-line ``forward``, ``inverse``, ``transform``
+and ``inverse_transform``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from flowspec.kinds.options import Choice
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class Flow(nn.Module):
+    """A compiled normalizing flow (an ``nn.Module``)."""
+
+    #: set by the generated subclass
+    FLOW_NAME: str = ""
+    SPEC_HASH: str = ""
+    INPUT_SHAPE: tuple[int, ...] = ()
+    OUTPUT_SHAPES: tuple[tuple[int, ...], ...] = ()
+    LATENT: Choice = Choice("normal")
+    DEQUANTIZE: Choice | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        # follows .to(device, dtype) so sample() knows where to draw latents, even for
+        # a flow without parameters
+        self.register_buffer("_probe", torch.zeros(()), persistent=False)
+
+    # ----------------------------------------------------------------- facts
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.INPUT_SHAPE)
+
+    @property
+    def output_shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(s) for s in self.OUTPUT_SHAPES)
+
+    @property
+    def spec_hash(self) -> str:
+        return self.SPEC_HASH
+
+    @property
+    def latent(self) -> str:
+        return self.LATENT.kind
+
+    @property
+    def num_features(self) -> int:
+        return math.prod(self.INPUT_SHAPE)
+
+    # --------------------------------------------------------- generated API
+
+    def forward(self, x: Tensor) -> tuple[Tensor | tuple[Tensor, ...], Tensor]:
+        raise NotImplementedError
+
+    def inverse(self, z) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def transform(self, x: Tensor):
+        return self.forward(x)[0]
+
+    def inverse_transform(self, z) -> Tensor:
+        return self.inverse(z)[0]
+
+    # ------------------------------------------------------------ densities
+
+    def _latents(self, z) -> tuple[Tensor, ...]:
+        return z if isinstance(z, tuple) else (z,)
+
+    def base_log_prob(self, z) -> Tensor:
+        """log q(z), summed over every latent tensor's features: [B]."""
+        kind = self.LATENT.kind
+        total = None
+        for t in self._latents(z):
+            flat = t.reshape(t.shape[0], -1)
+            if kind == "normal":
+                lp = -0.5 * (flat * flat).sum(1) - 0.5 * _LOG_2PI * flat.shape[1]
+            elif kind == "logistic":
+                lp = -(flat + 2 * nn.functional.softplus(-flat)).sum(1)
+            else:  # uniform on [0, 1]^d
+                inside = ((flat >= 0) & (flat <= 1)).all(1)
+                lp = torch.where(inside, 0.0, -math.inf).to(flat.dtype)
+            total = lp if total is None else total + lp
+        return total
+
+    def sample_latent(self, n: int) -> Tensor | tuple[Tensor, ...]:
+        device, dtype = self._probe.device, self._probe.dtype
+        out = []
+        for shape in self.OUTPUT_SHAPES:
+            size = (n, *shape)
+            if self.LATENT.kind == "normal":
+                out.append(torch.randn(size, device=device, dtype=dtype))
+            elif self.LATENT.kind == "logistic":
+                u = torch.rand(size, device=device, dtype=dtype).clamp(1e-7, 1 - 1e-7)
+                out.append(torch.log(u) - torch.log1p(-u))
+            else:
+                out.append(torch.rand(size, device=device, dtype=dtype))
+        return tuple(out) if len(out) > 1 else out[0]
+
+    def _check_input(self, x: Tensor) -> None:
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"flow `{self.FLOW_NAME}` expects input of shape [B, "
+                f"{', '.join(map(str, self.input_shape))}], got {list(x.shape)}"
+            )
+
+    # ---------------------------------------------------------- dequantization
+
+    def dequantize(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Integers in [0, 2^bits) → (x + u)/2^bits with u ~ U[0, 1), and the ladj of the
+        scaling (−D·bits·log 2) that turns a density into the discrete lower bound
+        (Theis et al. 2016, arXiv:1511.01844)."""
+        bits = self.DEQUANTIZE["bits"]
+        levels = 2.0**bits
+        u = torch.rand_like(x)
+        y = (x + u) / levels
+        ladj = x.new_full((x.shape[0],), -self.num_features * bits * math.log(2.0))
+        return y, ladj
+
+    def quantize(self, y: Tensor) -> Tensor:
+        levels = 2 ** self.DEQUANTIZE["bits"]
+        return torch.floor(y * levels).clamp_(0, levels - 1)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) = log q(F(x)) + log|det J_F(x)|, per batch element: [B].
+
+        With ``dequantize``, x holds integers and this is the dequantised lower bound
+        of the discrete log-likelihood (one noise draw)."""
+        self._check_input(x)
+        ladj0 = None
+        if self.DEQUANTIZE is not None:
+            x, ladj0 = self.dequantize(x)
+        z, ladj = self(x)
+        lp = self.base_log_prob(z) + ladj
+        return lp if ladj0 is None else lp + ladj0
+
+    def bits_per_dim(self, x: Tensor) -> Tensor:
+        """−log₂ p(x) / D, per batch element."""
+        return -self.log_prob(x) / (self.num_features * math.log(2.0))
+
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:
+        """``n`` samples of shape ``[n, *input_shape]`` (integers with ``dequantize``)."""
+        x = self.inverse_transform(self.sample_latent(n))
+        if self.DEQUANTIZE is not None:
+            x = self.quantize(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"flow={self.FLOW_NAME!r}, input_shape={list(self.INPUT_SHAPE)}"

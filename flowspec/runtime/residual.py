@@ -1,0 +1,294 @@
+"""The invertible residual block: i-ResNet and Residual Flow.
+
+Behrmann, Grathwohl, Chen, Duvenaud, Jacobsen 2019, *Invertible Residual Networks*,
+arXiv:1811.00995; Chen, Behrmann, Duvenaud, Jacobsen 2019, *Residual Flows for
+Invertible Generative Modeling*, arXiv:1906.02735.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from flowspec.kinds.options import Choice
+from flowspec.runtime.base import Bijection
+from flowspec.runtime.lipschitz_layers import LipschitzConvNet, LipschitzMLP
+
+
+def _word(value: Choice | str) -> str:
+    return value.kind if isinstance(value, Choice) else str(value)
+
+
+class Residual(Bijection):
+    """y = x + g(x) with Lip(g) ≤ c < 1 certified, so the map is invertible.
+
+    Math: g is an MLP of :class:`~flowspec.runtime.lipschitz_layers.SpectralLinear` layers
+    (each σ_max ≤ c, certified by an SVD, see that module) and 1-Lipschitz activations, or,
+    for ``net=conv`` on [C, H, W], a net of
+    :class:`~flowspec.runtime.lipschitz_layers.SpectralConv2d` layers whose zero-padded
+    operator norms are certified ≤ c by the circular-convolution bound (Sedghi et al. 2019,
+    arXiv:1805.10408): conv_k → a → [conv_1 → a]×(depth − 1) → conv_k, Lip(g) ≤ c^(depth+1).
+
+    - ladj = log det(I + J_g(x)) = Σ_{k≥1} (−1)^{k+1}/k · tr(J_g^k), convergent as
+      ‖J_g‖ ≤ c < 1.  ``logdet=exact``: the d×d Jacobian by d vector-Jacobian products
+      and ``slogdet`` (small d only).  ``logdet=series(terms=N)``: the first N terms (biased
+      by at most Σ_{k>N} d·c^k/k).  ``logdet=roulette(p)``: N ~ Geometric(p) on {1, 2, …}
+      (one N per call, shared by the batch) and term k weighted by 1/P(N ≥ k) =
+      (1 − p)^{−(k−1)}, an unbiased estimate (Chen et al. 2019); its variance is finite
+      when the spectral radius ρ of J_g satisfies ρ² < 1 − p.
+    - ``trace=hutchinson(samples, noise)``: tr(J^k) ≈ mean over v of vᵀJ^k v with v
+      Rademacher or Gaussian, computed as ((Jᵀ)^k v)·v by k vector-Jacobian products;
+      ``trace=exact`` takes traces of powers of the full Jacobian.
+    - ``grad=neumann`` (series and roulette): the value is computed without building a
+      graph through the power series; the gradient comes from the surrogate
+      wᵀ J_g v with w = Σ_{k=1}^{N} (−1)^{k+1} ω_k (Jᵀ)^{k−1} v held constant (ω_k the
+      estimator's weight), whose gradient is the Neumann-series estimate of
+      ∂ log det(I + J)/∂θ = tr((I + J)^{-1} ∂J/∂θ) (Chen et al. 2019, eq. 8).  With
+      ``logdet=exact`` the gradient of ``slogdet`` is used and ``grad`` has no effect.
+    - inverse: x_{k+1} = y − g(x_k) from x_0 = y, a contraction; it stops when every
+      element moves by at most tol·(1 + |x|), and then ‖x_k − x*‖ ≤ L/(1 − L)·‖x_k − x_{k−1}‖
+      with L = Lip(g).  Not stopping within ``max_iter`` raises ``RuntimeError`` naming the
+      block.  The iteration is not differentiated: one last step x = y − g(x_K) is taken
+      with autograd on, a first-order approximation of the implicit gradient.
+      ladj of the inverse is −ladj(x) with the same estimator.
+
+    ``forward`` returns the configured (possibly stochastic) estimate; ``transform`` is
+    x + g(x) with no log-det work.
+
+    References: Behrmann et al. 2019, Invertible Residual Networks, arXiv:1811.00995;
+    Chen et al. 2019, Residual Flows for Invertible Generative Modeling, arXiv:1906.02735.
+
+    Args:
+        in_shapes: ``[shape]``; any shape, g acts on the flattened features.
+        net: ``mlp(hidden, act, init)`` (any shape, flattened) or
+            ``conv(hidden, kernel, depth, act, init)`` ([C, H, W] only, shapes kept);
+            ``init=zero`` starts g at 0 (the identity).
+        lipschitz: c in (0, 1), the bound on every linear map of g.
+        power_iters: power-iteration steps per weight update (for the gradient of σ of an
+            mlp; conv layers differentiate the exact σ and ignore it).
+        logdet: ``exact`` | ``series(terms)`` | ``roulette(p)``.
+        trace: ``hutchinson(samples, noise)`` | ``exact``.
+        grad: ``backprop`` | ``neumann``.
+        inverse: ``fixedpoint(tol, max_iter)``.
+        name: how errors name the block (the code generator may set it).
+    """
+
+    def __init__(
+        self,
+        in_shapes: list[tuple[int, ...]],
+        net: Choice,
+        lipschitz: float = 0.97,
+        power_iters: int = 5,
+        logdet: Choice | str = "roulette",
+        trace: Choice | str = "hutchinson",
+        grad: Choice | str = "backprop",
+        inverse: Choice | str = "fixedpoint",
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(in_shapes)
+        (shape,) = self.in_shapes
+        kind = _word(net)
+        if kind not in ("mlp", "conv"):
+            raise ValueError(
+                f"residual supports net=mlp or net=conv, got net={kind}: a certified "
+                "Lipschitz bound for resnet nets is not implemented"
+            )
+        if kind == "conv" and len(shape) != 3:
+            raise ValueError(f"residual with net=conv needs a [C, H, W] input, got {list(shape)}")
+        act = net["act"]
+        if not 0.0 < lipschitz < 1.0:
+            raise ValueError(f"residual needs 0 < lipschitz < 1, got {lipschitz}")
+        self.features = math.prod(shape)
+        self.lipschitz = float(lipschitz)
+        zero_last = _word(net.get("init", "zero")) == "zero"
+        self.g: LipschitzMLP | LipschitzConvNet
+        if kind == "conv":
+            self.g = LipschitzConvNet(
+                shape,
+                int(net["hidden"]),
+                int(net.get("kernel", 3)),
+                int(net.get("depth", 2)),
+                act,
+                lipschitz,
+                zero_last=zero_last,
+            )
+        else:
+            self.g = LipschitzMLP(
+                self.features, list(net["hidden"]), act, lipschitz, power_iters, zero_last
+            )
+        if self.g.act_lipschitz > 1.0:
+            raise ValueError(
+                f"residual needs a 1-Lipschitz activation, got {_word(act)} "
+                f"(Lipschitz constant {self.g.act_lipschitz:g})"
+            )
+        self.name = name or f"residual(x: {list(shape)})"
+
+        self.estimator = _word(logdet)  # "exact" | "series" | "roulette"
+        self.terms = int(logdet.get("terms", 5)) if isinstance(logdet, Choice) else 5
+        self.p = float(logdet.get("p", 0.5)) if isinstance(logdet, Choice) else 0.5
+        self.exact_trace = _word(trace) == "exact"
+        self.samples = int(trace.get("samples", 1)) if isinstance(trace, Choice) else 1
+        noise = trace.get("noise", "rademacher") if isinstance(trace, Choice) else "rademacher"
+        self.gaussian = _word(noise) == "gaussian"
+        self.neumann = _word(grad) == "neumann"
+        self.tol = float(inverse.get("tol", 1e-6)) if isinstance(inverse, Choice) else 1e-6
+        self.max_iter = int(inverse.get("max_iter", 200)) if isinstance(inverse, Choice) else 200
+        # cotangents that pick Jacobian rows: batch copy i (of d) gets e_i
+        self.register_buffer("_eye", torch.eye(self.features), persistent=False)
+
+    # ------------------------------------------------------------------ public API
+
+    def lipschitz_bound(self) -> float:
+        """A proven upper bound of Lip(g) for the current weights (float64 SVD of every
+        weight used, or of every kernel's DFT for conv, times the activations' constants);
+        ≤ c by construction."""
+        return self.g.lipschitz_bound()
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        weights = self.g.weights()
+        y, ladj = self._value_and_ladj(x.reshape(x.shape[0], self.features), weights)
+        return y.reshape(x.shape), ladj
+
+    def transform(self, x: Tensor) -> Tensor:
+        flat = x.reshape(x.shape[0], self.features)
+        return (flat + self.g(flat)).reshape(x.shape)
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        weights = self.g.weights()
+        x = self._fixed_point(y.reshape(y.shape[0], self.features), weights)
+        _, ladj = self._value_and_ladj(x, weights)
+        return x.reshape(y.shape), -ladj
+
+    def inverse_transform(self, y: Tensor) -> Tensor:
+        weights = self.g.weights()
+        return self._fixed_point(y.reshape(y.shape[0], self.features), weights).reshape(y.shape)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_shapes={self.in_shapes}, lipschitz={self.lipschitz}, "
+            f"logdet={self.estimator}, exact_trace={self.exact_trace}, neumann={self.neumann}"
+        )
+
+    # ------------------------------------------------------------------ inverse
+
+    def _fixed_point(self, y: Tensor, weights: list[Tensor]) -> Tensor:
+        g = self.g
+        with torch.no_grad():
+            wd = [w.detach() for w in weights]
+            x = y.detach()
+            step = float("inf")
+            for _ in range(self.max_iter):
+                x_next = y.detach() - g(x, wd)
+                moved = (x_next - x).abs()
+                step = float(moved.max()) if moved.numel() else 0.0
+                x = x_next
+                if bool((moved <= self.tol * (1.0 + x.abs())).all()):
+                    break
+            else:
+                raise RuntimeError(
+                    f"{self.name}: the fixed-point inverse did not converge in "
+                    f"{self.max_iter} iterations (last step moved {step:.3g}, tol={self.tol:g}); "
+                    "raise max_iter or tol, or lower lipschitz"
+                )
+        if torch.is_grad_enabled() and (y.requires_grad or any(w.requires_grad for w in weights)):
+            x = y - g(x, weights)  # one differentiable step (first-order implicit gradient)
+        return x
+
+    # ------------------------------------------------------------------ log-det
+
+    def _needs_graph(self, x: Tensor) -> bool:
+        return torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.g.parameters())
+        )
+
+    def _value_and_ladj(self, x: Tensor, weights: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """y = x + g(x) and the configured ladj estimate, for flat x: [B, d]."""
+        graph = self._needs_graph(x)
+        b, d = x.shape
+        # g runs once on k stacked copies of x: copy 0 gives y, the others carry the
+        # probe vectors of the vector-Jacobian products (no Python loop over the batch)
+        copies = d if self.estimator == "exact" or self.exact_trace else self.samples
+        with torch.enable_grad():
+            xi = x if x.requires_grad else x.detach().requires_grad_(True)
+            stacked = xi.expand(copies, b, d).reshape(copies * b, d)
+            gx = self.g(stacked, weights)
+            y = xi + gx[:b]
+            if self.estimator == "exact" or self.exact_trace:
+                jac = self._jacobian(gx, stacked, b, d, create_graph=graph)
+                ladj = self._ladj_from_jacobian(jac, graph)
+            else:
+                ladj = self._ladj_hutchinson(gx, stacked, b, d, graph)
+        if not graph:
+            y, ladj = y.detach(), ladj.detach()
+        return y, ladj
+
+    def _jacobian(self, gx: Tensor, xs: Tensor, b: int, d: int, create_graph: bool) -> Tensor:
+        # copy i of the batch gets the cotangent e_i, so its gradient is row i of J_g
+        cot = self._eye.to(gx.dtype).unsqueeze(1).expand(d, b, d).reshape(d * b, d)
+        (rows,) = torch.autograd.grad(gx, xs, cot, create_graph=create_graph, retain_graph=True)
+        return rows.reshape(d, b, d).transpose(0, 1)  # [B, i, j] = ∂g_i/∂x_j
+
+    def _ladj_from_jacobian(self, jac: Tensor, graph: bool) -> Tensor:
+        if self.estimator == "exact":
+            eye = self._eye.to(jac.dtype)
+            return torch.linalg.slogdet(eye + jac)[1]
+        n, weights = self._series_weights(jac.device)
+        power = jac
+        ladj = weights[0] * jac.diagonal(dim1=-2, dim2=-1).sum(-1)
+        for k in range(2, n + 1):
+            power = power @ jac
+            ladj = ladj + weights[k - 1] * power.diagonal(dim1=-2, dim2=-1).sum(-1)
+        if self.neumann and graph:
+            # Neumann surrogate tr(M J) with M = Σ_k (−1)^{k+1} ω_k J^{k−1}, M held fixed
+            with torch.no_grad():
+                j0 = jac.detach()
+                m = torch.eye(j0.shape[-1], dtype=j0.dtype, device=j0.device).expand_as(j0)
+                acc, power = m.clone(), m
+                for k in range(2, n + 1):
+                    power = power @ j0
+                    acc = acc + (weights[k - 1] * k) * power
+            surrogate = (acc.transpose(-1, -2) * jac).sum((-2, -1))
+            ladj = ladj.detach() + surrogate - surrogate.detach()
+        return ladj
+
+    def _series_weights(self, device: torch.device) -> tuple[int, list[float]]:
+        """Number of terms N and the value weights (−1)^{k+1}/(k·P(N ≥ k)), k = 1..N."""
+        if self.estimator == "series":
+            n = self.terms
+            return n, [(-1) ** (k + 1) / k for k in range(1, n + 1)]
+        # N ~ Geometric(p) on {1, 2, ...}, drawn from torch's generator (seedable)
+        n = int(torch.empty((), dtype=torch.float64).geometric_(self.p))
+        q = 1.0 - self.p
+        return n, [(-1) ** (k + 1) / (k * q ** (k - 1)) for k in range(1, n + 1)]
+
+    def _ladj_hutchinson(self, gx: Tensor, xs: Tensor, b: int, d: int, graph: bool) -> Tensor:
+        s = self.samples
+        if self.gaussian:
+            v = torch.randn_like(xs)
+        else:
+            v = torch.randint_like(xs, 0, 2).mul_(2).sub_(1)
+        n, weights = self._series_weights(xs.device)
+        neumann = self.neumann and graph
+        # w_k = (Jᵀ)^k v; the value needs w_1..w_N, the Neumann vector w_0..w_{N−1}
+        w = v
+        ladj = xs.new_zeros(s * b)
+        q = torch.zeros_like(v) if neumann else None
+        for k in range(1, n + 1):
+            if neumann:
+                q = q + (weights[k - 1] * k) * w
+            (w,) = torch.autograd.grad(
+                gx, xs, w, create_graph=graph and not neumann, retain_graph=True
+            )
+            ladj = ladj + weights[k - 1] * (w * v).sum(-1)
+        if neumann:
+            (qj,) = torch.autograd.grad(gx, xs, q, create_graph=True, retain_graph=True)
+            surrogate = (qj * v).sum(-1)  # qᵀ J v, gradient = the Neumann estimate
+            ladj = ladj.detach() + surrogate - surrogate.detach()
+        return ladj.reshape(s, b).mean(0)
+
+
+__all__ = ["Residual"]
