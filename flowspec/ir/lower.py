@@ -13,8 +13,8 @@ from collections import ChainMap
 from dataclasses import dataclass
 
 from flowspec.blocks.registry import REGISTRY
-from flowspec.blocks.types import Raw, TensorName, Word
-from flowspec.diagnostics import Diagnostic, Label
+from flowspec.blocks.types import Raw, TensorName, Word, describe
+from flowspec.diagnostics import Diagnostic, Label, has_errors
 from flowspec.ir.graph import INPUT, OUTPUT, FlowGraph, Node, RawArg, Requirement, Tensor, Use
 from flowspec.syntax import ast
 from flowspec.syntax.names import did_you_mean
@@ -52,6 +52,8 @@ class _Scope:
 class _Lowerer:
     def __init__(self, program: ast.Program) -> None:
         self.blocks = {b.name.id: b for b in program.blocks}
+        #: ``id`` of every block definition whose body some call has lowered
+        self.expanded: set[int] = set()
         self.diagnostics: list[Diagnostic] = []
         self._counter = 0
         self._iterations = 0
@@ -263,6 +265,11 @@ class _Lowerer:
             bound = None
             if stmt.bound is not None:
                 ok, bound = self.try_evaluate(stmt.bound, scope, numeric=True)
+                if ok and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
+                    self.error(
+                        "E201", f"a bound must be a number, got {describe(bound)}", stmt.bound.span
+                    )
+                    ok = False
                 if not ok:
                     return None
             fg.requirements.append(
@@ -438,7 +445,7 @@ class _Lowerer:
             )
             raise _Abort
         tensor_params = [p for p in block.params if p.default is None]
-        option_params = {p.name.id: p for p in block.params if p.default is not None}
+        option_params = [p.name.id for p in block.params if p.default is not None]
         positional = [a for a in call.args if a.key is None]
         keywords = [a for a in call.args if a.key is not None]
         if len(positional) != len(tensor_params):
@@ -450,12 +457,13 @@ class _Lowerer:
                 labels=(Label(block.name.span, "defined here"),),
             )
             return
-        consts: dict = {}
-        for p in option_params.values():
-            ok, v = self.try_evaluate(p.default, _Scope({}, ChainMap({}), None, ()))
-            if ok:
-                consts[p.name.id] = v
+        consts = self.defaults(block)
+        given: set[str] = set()
         for a in keywords:
+            if a.key.id in given:
+                self.error("E201", f"option `{a.key.id}` given twice", a.span)
+                continue
+            given.add(a.key.id)
             if a.key.id not in option_params:
                 self.error(
                     "E200",
@@ -476,9 +484,8 @@ class _Lowerer:
                 self.consume(fg, scope, arg.value, "<unused>")  # reports the error
                 return
             inner.tensors[param.name.id] = scope.tensors[arg.value.name]
-        returned = self.lower_body(fg, block.body, inner, in_block=True)
+        returned = self.block_body(fg, block, inner)
         if returned is None:
-            self.error("E204", f"block `{block.name.id}` has no `return`", block.name.span)
             return
         if len(returned.names) != len(stmt.targets):
             self.error(
@@ -489,7 +496,36 @@ class _Lowerer:
                 labels=(Label(returned.span, "returned here"),),
             )
             return
-        for target, name in zip(stmt.targets, returned.names):
+        for target, tid in zip(stmt.targets, self.returned_tensors(returned, inner)):
+            if tid is not None:  # the caller's name now refers to the block's result
+                scope.tensors[target.id] = tid
+        # tensors passed in are consumed by the block body; the caller's old bindings
+        # of the passed names are gone (they were consumed inside)
+
+    def defaults(self, block: ast.BlockDef) -> dict:
+        """The block's option parameters at their defaults (evaluated in no scope)."""
+        consts: dict = {}
+        for p in block.params:
+            if p.default is not None:
+                ok, v = self.try_evaluate(p.default, _Scope({}, ChainMap({}), None, ()))
+                if ok:
+                    consts[p.name.id] = v
+        return consts
+
+    def block_body(
+        self, fg: FlowGraph, block: ast.BlockDef, inner: _Scope
+    ) -> ast.ReturnStmt | None:
+        """Lower a block's body in its own scope; its ``return``, or None (E204)."""
+        self.expanded.add(id(block))
+        returned = self.lower_body(fg, block.body, inner, in_block=True)
+        if returned is None:
+            self.error("E204", f"block `{block.name.id}` has no `return`", block.name.span)
+        return returned
+
+    def returned_tensors(self, returned: ast.ReturnStmt, inner: _Scope) -> list[str | None]:
+        """The tensor ids a ``return`` names (None, and E200, for an unknown name)."""
+        out: list[str | None] = []
+        for name in returned.names:
             tid = inner.tensors.get(name.id)
             if tid is None:
                 self.error(
@@ -498,11 +534,8 @@ class _Lowerer:
                     name.span,
                     hint=did_you_mean(name.id, inner.tensors),
                 )
-                continue
-            # the caller's name now refers to the block's result
-            scope.tensors[target.id] = tid
-        # tensors passed in are consumed by the block body; the caller's old bindings
-        # of the passed names are gone (they were consumed inside)
+            out.append(tid)
+        return out
 
 
 def lower(program: ast.Program) -> tuple[list[FlowGraph], list[Diagnostic]]:
@@ -523,6 +556,16 @@ def lower(program: ast.Program) -> tuple[list[FlowGraph], list[Diagnostic]]:
                 )
             else:
                 first_block[name] = item
+            params: dict[str, ast.Param] = {}
+            for p in item.params:
+                if p.name.id in params:
+                    lowerer.error(
+                        "E201",
+                        f"block `{name}` has two parameters named `{p.name.id}`",
+                        p.name.span,
+                        labels=(Label(params[p.name.id].name.span, "first here"),),
+                    )
+                params.setdefault(p.name.id, p)
         if isinstance(item, ast.BlockDef) and name in REGISTRY:
             lowerer.error(
                 "E201",
@@ -544,4 +587,11 @@ def lower(program: ast.Program) -> tuple[list[FlowGraph], list[Diagnostic]]:
         fg = lowerer.lower_flow(flow)
         if fg is not None:
             graphs.append(fg)
+    complete = not has_errors(lowerer.diagnostics)
+    for fg in graphs:
+        fg.complete = complete
+    # after `complete`: an unused block's errors are no holes in any flow's graph
+    from flowspec.ir.unused import check_unused_blocks
+
+    check_unused_blocks(lowerer, program)
     return graphs, lowerer.diagnostics

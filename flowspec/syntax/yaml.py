@@ -327,8 +327,8 @@ class _SchemaErrors:
     def _deferred(self, error, path: tuple) -> bool:
         """Is this an error in a value the AST can hold, which the checker reports
         itself, exactly as for the same ``.flow`` program?  A registry step's options
-        and arity, a ``require`` property and its bound, a repeat count, a shape entry
-        or an empty shape.  Deferring them keeps one set of diagnostics per program:
+        and arity, a ``require`` property and its bound, a device, a repeat count, a
+        shape entry or an empty shape.  Deferring them keeps one set of diagnostics per program:
         the checker sees the whole spec, so it also reports what a stop here would
         hide (a tensor never consumed, a typo in another flow)."""
         step = self._registry_step(path)
@@ -342,7 +342,9 @@ class _SchemaErrors:
         if isinstance(parent, dict) and "require" in parent:
             if last == "require":
                 return isinstance(value, str)
-            return last == "max" and number
+            return last == "max"  # any value: `.flow` writes `require lipschitz <= VALUE`
+        if last == "on" and isinstance(parent, dict) and "body" in parent:
+            return isinstance(value, str)  # the placement pass judges devices
         if isinstance(value, dict) and "require" in value:  # `max` given or missing
             return error.validator in ("not", "required")
         if last == "repeat" and isinstance(parent, dict) and "body" in parent:
