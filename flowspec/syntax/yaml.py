@@ -58,7 +58,9 @@ class _Stop(Exception):
 
 
 def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
-    """Parse a YAML spec; on any error return ``(None, diagnostics)``."""
+    """Parse a YAML spec; on a structure error return ``(None, diagnostics)``.  With a
+    program, the diagnostics are errors the checker reports too (deduplicated), with
+    hints about the YAML form."""
     reader = _Reader(source)
     try:
         root = reader.compose()
@@ -67,7 +69,8 @@ def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
         return None, reader.diagnostics
     if reader.diagnostics:
         return None, reader.diagnostics
-    diags = _SchemaErrors(reader, root, instance).diagnostics()
+    schema = _SchemaErrors(reader, root, instance)
+    diags = schema.diagnostics()
     if diags:
         return None, diags
     lowerer = _Lowerer(reader)
@@ -77,7 +80,8 @@ def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
         return None, lowerer.diagnostics
     if lowerer.diagnostics:
         return None, lowerer.diagnostics
-    return program, []
+    # the checker reports these too; said first, they keep their YAML hints
+    return program, schema.advice
 
 
 # --------------------------------------------------------------------------- loading
@@ -300,6 +304,8 @@ class _SchemaErrors:
         self.root = root
         self.instance = instance
         self.out: list[Diagnostic] = []
+        #: errors the checker finds too, said here with a hint about the YAML form
+        self.advice: list[Diagnostic] = []
 
     def diagnostics(self) -> list[Diagnostic]:
         """The structure errors; errors in values are left to the checker (see
@@ -309,7 +315,8 @@ class _SchemaErrors:
         reported: set[tuple] = set()
         for error in validator().iter_errors(self.instance):
             path = tuple(error.absolute_path)
-            if self._misspelt_step_key(error, path) or self._deferred(error, path):
+            self._misspelt_step_key(error, path)
+            if self._deferred(error, path):
                 continue
             if error.validator not in ("required", "additionalProperties"):
                 if path in reported:  # the generic and the per-op schema agree: say it once
@@ -328,9 +335,9 @@ class _SchemaErrors:
         """Is this an error in a value the AST can hold, which the checker reports
         itself, exactly as for the same ``.flow`` program?  A registry step's options
         and arity, a ``require`` property and its bound, a device, a repeat count, a
-        shape entry or an empty shape.  Deferring them keeps one set of diagnostics per program:
-        the checker sees the whole spec, so it also reports what a stop here would
-        hide (a tensor never consumed, a typo in another flow)."""
+        shape entry or an empty shape.  Deferring them keeps one set of diagnostics
+        per program: the checker sees the whole spec, so it also reports what a stop
+        here would hide (a tensor never consumed, a typo in another flow)."""
         step = self._registry_step(path)
         if step is not None and self._is_typed(error, path, step):
             return True
@@ -353,23 +360,23 @@ class _SchemaErrors:
             return error.validator == "minItems"
         return isinstance(last, int) and len(path) > 1 and path[-2] == "shape" and number
 
-    def _misspelt_step_key(self, error, path: tuple) -> bool:
-        """An unknown option one edit away from ``op``/``in``/``out`` is a misspelt
-        step key, a mistake of the YAML form only: said here, with the step key as the
-        hint, in the checker's words."""
+    def _misspelt_step_key(self, error, path: tuple) -> None:
+        """An unknown option one edit away from ``op``/``in``/``out`` is most likely a
+        misspelt step key: the checker's E200, with the step key as the hint."""
         from flowspec.syntax.schema import STEP_KEYS
 
         step = self._registry_step(path)
         if error.validator != "additionalProperties" or step is None or len(path) != len(step):
-            return False
+            return
         kind = error.instance["op"]
         for key in error.instance:
             near = key not in error.schema.get("properties", {}) and did_you_mean(key, STEP_KEYS)
             if near:
                 key_node = self.reader.pairs(self._located(path))[key][0]
-                self.emit("E200", f"`{kind}` has no option `{key}`", key_node, hint=near)
-                return True
-        return False
+                message = f"`{kind}` has no option `{key}`"
+                self.advice.append(
+                    Diagnostic("E200", message, self.reader.span(key_node), hint=near)
+                )
 
     def _instance_at(self, path):
         value = self.instance
