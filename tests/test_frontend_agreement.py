@@ -399,3 +399,24 @@ def test_a_misspelt_step_key_keeps_its_hint_without_hiding_other_errors():
         ("E204", 7, 9, "add `output x` as the last statement"),
         ("E200", 7, 27, None),
     ]
+
+
+def test_the_yaml_of_the_deepest_flow_spec_is_read_like_the_spec():
+    """YAML spends two levels on a repeat (its mapping, its body), `.flow` one parse
+    level: the YAML limit is twice the `.flow` one, and the schema validates nested
+    bodies one at a time, so no Python stack runs out on the way."""
+
+    def nested(n: int) -> str:
+        return (
+            "flow f {\n    input x: [2]\n"
+            + "repeat 1 {\n" * n
+            + "x = coupling.affine(x, net=mlp(hidden=[8]), seed=1)\n"
+            + "}\n" * n
+            + "    output x\n}\n"
+        )
+
+    n = next(n for n in range(dsl.MAX_DEPTH, 0, -1) if dsl.parse(Source("t", nested(n)))[0])
+    assert n > dsl.MAX_DEPTH // 2  # deeper than the old YAML limit allowed
+    deepest = errors(nested(n))
+    assert [d[0] for d in deepest] == ["E200"]  # `seed`, found at the bottom in both
+    assert deepest[0][1] == n + 3

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import fields, is_dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import yaml as pyyaml
@@ -47,8 +48,10 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _STRING = re.compile(r'"([^"\\\n]|\\.)*"\Z')
 #: the most nodes a document may expand to (aliases can multiply a small file)
 MAX_NODES = 200_000
-#: the deepest nesting accepted (a little above any real spec)
-MAX_DEPTH = 100
+#: the deepest nesting accepted: a YAML level per list or net, two per repeat (its
+#: mapping and its body), so the YAML of every `.flow` spec within that syntax's limit
+#: (dsl.MAX_DEPTH levels of its parse tree, at least one per repeat, list or net) fits
+MAX_DEPTH = 2 * dsl.MAX_DEPTH + 4
 #: the longest expression string accepted
 MAX_EXPRESSION = 2_000
 
@@ -296,6 +299,58 @@ def _is_keyword(value: Any) -> bool:
     return isinstance(value, str) and value in KEYWORDS
 
 
+@lru_cache(maxsize=1)
+def _body_validator():
+    """A validator of one statement body (``#/$defs/body`` of the schema)."""
+    from jsonschema import Draft202012Validator
+
+    from flowspec.syntax.schema import load_schema
+
+    schema = load_schema()
+    return Draft202012Validator({"$ref": "#/$defs/body", "$defs": schema["$defs"]})
+
+
+def _schema_errors(instance: Any):
+    """The schema's errors in ``instance``, each ``repeat``/``on`` body validated on its
+    own (its path put back in front of its errors' paths): jsonschema spends several
+    Python frames on each level, so validating a body inside a body inside ... at once
+    would exhaust the stack long before :data:`MAX_DEPTH`."""
+    from flowspec.syntax.schema import STATEMENT_KEYS, validator
+
+    def cut(statements: Any, path: tuple) -> Any:
+        """The statements with every nested body left empty (and queued)."""
+        if not isinstance(statements, list):
+            return statements
+        out = []
+        for i, stmt in enumerate(statements):
+            key = next((k for k in STATEMENT_KEYS if isinstance(stmt, dict) and k in stmt), None)
+            if key in ("repeat", "on") and isinstance(stmt.get("body"), list):
+                work.append(((*path, i, "body"), stmt["body"]))
+                stmt = {**stmt, "body": []}
+            out.append(stmt)
+        return out
+
+    work: list[tuple[tuple, Any]] = []
+    shallow = instance
+    if isinstance(instance, dict):
+        shallow = dict(instance)
+        for group in ("flows", "blocks"):
+            items = instance.get(group)
+            if isinstance(items, list):
+                shallow[group] = [
+                    {**item, "body": cut(item["body"], (group, i, "body"))}
+                    if isinstance(item, dict) and "body" in item
+                    else item
+                    for i, item in enumerate(items)
+                ]
+    yield from validator().iter_errors(shallow)
+    while work:
+        path, body = work.pop()
+        for error in _body_validator().iter_errors(cut(body, path)):
+            error.path.extendleft(reversed(path))
+            yield error
+
+
 class _SchemaErrors:
     """jsonschema errors → diagnostics at the YAML nodes they concern."""
 
@@ -310,10 +365,8 @@ class _SchemaErrors:
     def diagnostics(self) -> list[Diagnostic]:
         """The structure errors; errors in values are left to the checker (see
         :meth:`_deferred`)."""
-        from flowspec.syntax.schema import validator
-
         reported: set[tuple] = set()
-        for error in validator().iter_errors(self.instance):
+        for error in _schema_errors(self.instance):
             path = tuple(error.absolute_path)
             self._misspelt_step_key(error, path)
             if self._deferred(error, path):
