@@ -100,10 +100,9 @@ class Compilation:
         diags.extend(lowering)
         # collect, then decide: a lowering error leaves holes in the graph, so the
         # flow-wide passes would only report their echo
-        complete = not has_errors(lowering)
         for fg in graphs:
             for check in PASSES:
-                if complete or check not in NEEDS_COMPLETE_GRAPH:
+                if fg.complete or check not in NEEDS_COMPLETE_GRAPH:
                     diags.extend(check(fg))
         if not graphs and not has_errors(diags) and self.program is not None:
             from flowspec.core.spans import Span

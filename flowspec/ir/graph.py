@@ -120,6 +120,8 @@ class FlowGraph:
     dequantize: Any = None
     dequantize_span: Span | None = None
     requirements: list[Requirement] = field(default_factory=list)
+    #: lowering recorded no error: the passes that need a whole graph run on it
+    complete: bool = True
     # ---- annotations set by passes
     latent_choice: Any = None
     dequantize_choice: Any = None

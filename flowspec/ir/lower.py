@@ -13,13 +13,14 @@ import math
 from collections import ChainMap
 from dataclasses import dataclass
 
-from flowspec.core.diagnostics import Diagnostic, Label
+from flowspec.core.diagnostics import Diagnostic, Label, has_errors
 from flowspec.core.names import did_you_mean
 from flowspec.core.spans import Span
+from flowspec.ir.evaluate import EvalError, evaluate
 from flowspec.ir.graph import INPUT, OUTPUT, FlowGraph, Node, RawArg, Requirement, Tensor, Use
 from flowspec.kinds import REGISTRY
 from flowspec.kinds.limits import MAX_FEATURES, MAX_RANK
-from flowspec.kinds.options import Raw, TensorName, Word
+from flowspec.kinds.options import TensorName, describe
 from flowspec.syntax import ast
 
 #: the most block instances one flow may unroll to
@@ -29,18 +30,10 @@ MAX_NODES = 10_000
 MAX_ITERATIONS = 100_000
 #: the deepest chain of ``block`` calls (a block calling a block calling ...)
 MAX_BLOCK_DEPTH = 50
-#: integers beyond this many bits do not fit a float; expressions may not make them
-MAX_INT_BITS = 1000
 
 
 class _Abort(Exception):
     """Stop lowering this flow (the diagnostic is already recorded)."""
-
-
-class _EvalError(Exception):
-    def __init__(self, code: str, message: str, span: Span, hint: str | None = None):
-        super().__init__(message)
-        self.diagnostic = Diagnostic(code, message, span, hint=hint)
 
 
 @dataclass
@@ -54,6 +47,8 @@ class _Scope:
 class _Lowerer:
     def __init__(self, program: ast.Program) -> None:
         self.blocks = {b.name.id: b for b in program.blocks}
+        #: ``id`` of every block definition whose body some call has lowered
+        self.expanded: set[int] = set()
         self.diagnostics: list[Diagnostic] = []
         self._counter = 0
         self._iterations = 0
@@ -123,68 +118,12 @@ class _Lowerer:
     # ------------------------------------------------------------- evaluation
 
     def evaluate(self, value: ast.Value, scope: _Scope, numeric: bool = False):
-        """Evaluate a value: numbers, lists, constants; bare words become ``Word``."""
-        if isinstance(value, (ast.Int, ast.Float, ast.Bool, ast.String)):
-            return value.value
-        if isinstance(value, ast.Ref):
-            if value.name in scope.consts:
-                return scope.consts[value.name]
-            if numeric:
-                hint = did_you_mean(value.name, scope.consts)
-                raise _EvalError("E200", f"unknown constant `{value.name}`", value.span, hint)
-            return Word(value.name)
-        if isinstance(value, ast.Neg):
-            v = self.evaluate(value.operand, scope, numeric=True)
-            self._number(v, value.operand.span)
-            return -v
-        if isinstance(value, ast.BinOp):
-            left = self.evaluate(value.left, scope, numeric=True)
-            right = self.evaluate(value.right, scope, numeric=True)
-            self._number(left, value.left.span)
-            self._number(right, value.right.span)
-            if value.op in "/%" and right == 0:
-                raise _EvalError("E201", "division by zero", value.span)
-            if value.op in "+-*%":
-                result = {
-                    "+": lambda: left + right,
-                    "-": lambda: left - right,
-                    "*": lambda: left * right,
-                    "%": lambda: left % right,
-                }[value.op]()
-                if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
-                    raise _EvalError("E201", "integer too large", value.span)
-                return result
-            both_int = isinstance(left, int) and isinstance(right, int)
-            if both_int and left % right:
-                raise _EvalError(
-                    "E201",
-                    f"{left} / {right} is not a whole number",
-                    value.span,
-                    hint="integer expressions divide exactly; use % for the remainder",
-                )
-            return left // right if both_int else left / right
-        if isinstance(value, ast.ListValue):
-            return [self.evaluate(v, scope) for v in value.items]
-        if isinstance(value, ast.Call):
-            options = []
-            for arg in value.args:
-                if arg.key is None:
-                    raise _EvalError(
-                        "E201", f"`{value.kind.id}(...)` takes options as key=value", arg.span
-                    )
-                options.append((arg.key.id, self.evaluate(arg.value, scope), arg.span))
-            return Raw(value.kind.id, tuple(options), value.span)
-        raise _EvalError("E201", "unsupported value", value.span)
-
-    @staticmethod
-    def _number(v, span: Span) -> None:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise _EvalError("E201", "expected a number in this expression", span)
+        return evaluate(value, scope.consts, numeric)
 
     def try_evaluate(self, value: ast.Value, scope: _Scope, numeric: bool = False):
         try:
-            return True, self.evaluate(value, scope, numeric)
-        except _EvalError as e:
+            return True, evaluate(value, scope.consts, numeric)
+        except EvalError as e:
             self.diagnostics.append(e.diagnostic)
             return False, None
 
@@ -265,6 +204,11 @@ class _Lowerer:
             bound = None
             if stmt.bound is not None:
                 ok, bound = self.try_evaluate(stmt.bound, scope, numeric=True)
+                if ok and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
+                    self.error(
+                        "E201", f"a bound must be a number, got {describe(bound)}", stmt.bound.span
+                    )
+                    ok = False
                 if not ok:
                     return None
             fg.requirements.append(
@@ -460,7 +404,7 @@ class _Lowerer:
             )
             raise _Abort
         tensor_params = [p for p in block.params if p.default is None]
-        option_params = {p.name.id: p for p in block.params if p.default is not None}
+        option_params = [p.name.id for p in block.params if p.default is not None]
         positional = [a for a in call.args if a.key is None]
         keywords = [a for a in call.args if a.key is not None]
         if len(positional) != len(tensor_params):
@@ -472,12 +416,13 @@ class _Lowerer:
                 labels=(Label(block.name.span, "defined here"),),
             )
             return
-        consts: dict = {}
-        for p in option_params.values():
-            ok, v = self.try_evaluate(p.default, _Scope({}, ChainMap({}), None, ()))
-            if ok:
-                consts[p.name.id] = v
+        consts = self.defaults(block)
+        given: set[str] = set()
         for a in keywords:
+            if a.key.id in given:
+                self.error("E201", f"option `{a.key.id}` given twice", a.span)
+                continue
+            given.add(a.key.id)
             if a.key.id not in option_params:
                 self.error(
                     "E200",
@@ -498,9 +443,8 @@ class _Lowerer:
                 self.consume(fg, scope, arg.value, "<unused>")  # reports the error
                 return
             inner.tensors[param.name.id] = scope.tensors[arg.value.name]
-        returned = self.lower_body(fg, block.body, inner, in_block=True)
+        returned = self.block_body(fg, block, inner)
         if returned is None:
-            self.error("E204", f"block `{block.name.id}` has no `return`", block.name.span)
             return
         if len(returned.names) != len(stmt.targets):
             self.error(
@@ -511,7 +455,36 @@ class _Lowerer:
                 labels=(Label(returned.span, "returned here"),),
             )
             return
-        for target, name in zip(stmt.targets, returned.names):
+        for target, tid in zip(stmt.targets, self.returned_tensors(returned, inner)):
+            if tid is not None:  # the caller's name now refers to the block's result
+                scope.tensors[target.id] = tid
+        # tensors passed in are consumed by the block body; the caller's old bindings
+        # of the passed names are gone (they were consumed inside)
+
+    def defaults(self, block: ast.BlockDef) -> dict:
+        """The block's option parameters at their defaults (evaluated in no scope)."""
+        consts: dict = {}
+        for p in block.params:
+            if p.default is not None:
+                ok, v = self.try_evaluate(p.default, _Scope({}, ChainMap({}), None, ()))
+                if ok:
+                    consts[p.name.id] = v
+        return consts
+
+    def block_body(
+        self, fg: FlowGraph, block: ast.BlockDef, inner: _Scope
+    ) -> ast.ReturnStmt | None:
+        """Lower a block's body in its own scope; its ``return``, or None (E204)."""
+        self.expanded.add(id(block))
+        returned = self.lower_body(fg, block.body, inner, in_block=True)
+        if returned is None:
+            self.error("E204", f"block `{block.name.id}` has no `return`", block.name.span)
+        return returned
+
+    def returned_tensors(self, returned: ast.ReturnStmt, inner: _Scope) -> list[str | None]:
+        """The tensor ids a ``return`` names (None, and E200, for an unknown name)."""
+        out: list[str | None] = []
+        for name in returned.names:
             tid = inner.tensors.get(name.id)
             if tid is None:
                 self.error(
@@ -520,11 +493,8 @@ class _Lowerer:
                     name.span,
                     hint=did_you_mean(name.id, inner.tensors),
                 )
-                continue
-            # the caller's name now refers to the block's result
-            scope.tensors[target.id] = tid
-        # tensors passed in are consumed by the block body; the caller's old bindings
-        # of the passed names are gone (they were consumed inside)
+            out.append(tid)
+        return out
 
 
 def lower(program: ast.Program) -> tuple[list[FlowGraph], list[Diagnostic]]:
@@ -545,6 +515,16 @@ def lower(program: ast.Program) -> tuple[list[FlowGraph], list[Diagnostic]]:
                 )
             else:
                 first_block[name] = item
+            params: dict[str, ast.Param] = {}
+            for p in item.params:
+                if p.name.id in params:
+                    lowerer.error(
+                        "E201",
+                        f"block `{name}` has two parameters named `{p.name.id}`",
+                        p.name.span,
+                        labels=(Label(params[p.name.id].name.span, "first here"),),
+                    )
+                params.setdefault(p.name.id, p)
         if isinstance(item, ast.BlockDef) and name in REGISTRY:
             lowerer.error(
                 "E201",
@@ -566,4 +546,11 @@ def lower(program: ast.Program) -> tuple[list[FlowGraph], list[Diagnostic]]:
         fg = lowerer.lower_flow(flow)
         if fg is not None:
             graphs.append(fg)
+    complete = not has_errors(lowerer.diagnostics)
+    for fg in graphs:
+        fg.complete = complete
+    # after `complete`: an unused block's errors are no holes in any flow's graph
+    from flowspec.ir.unused import check_unused_blocks
+
+    check_unused_blocks(lowerer, program)
     return graphs, lowerer.diagnostics

@@ -14,9 +14,12 @@ What a schema can and cannot say:
   ``let`` constant, so an enum option accepts any name: an unknown word such as
   ``act: rleu`` is reported by the checker (E200 with "did you mean"), as in ``.flow``.
 - A step's ``op`` may name a block declared under ``blocks:`` of the same file, which
-  a schema cannot see; the front end checks ``op`` right after validation.
+  a schema cannot see; an unknown ``op`` is the checker's E200.
 - Literal types and ranges, unknown options, nets and estimators with their own
-  options, arity of ``in`` and the ``require`` properties are checked here.
+  options, arity of ``in`` and the ``require`` properties are in the schema, for
+  editors and other tools.  flowspec's YAML front end stops only on structure errors
+  and leaves errors in values to the checker, so that a spec gets the same
+  diagnostics in both syntaxes.
 """
 
 from __future__ import annotations

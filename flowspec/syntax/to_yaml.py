@@ -22,9 +22,10 @@ lost.  How each construct is written:
   grouped, the one reordering; the order of definitions has no meaning).
 
 Constructs that have no YAML form raise :class:`ConversionError` with a diagnostic:
-an option named ``op``, ``in`` or ``out`` on a step, ``kind`` on a net, a tensor
-argument after an option, or a positional argument inside a net.  The checker rejects
-all of these in ``.flow`` too, except the option names of a user's own block.
+an option named ``op``, ``in`` or ``out`` on a step, ``kind`` on a net, an option
+given twice, a tensor argument after an option, or a positional argument inside a
+net.  The checker rejects all of these in ``.flow`` too, except the option names of a
+user's own block.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ def _step(stmt: ast.Assign) -> dict:
                 arg.key,
                 hint="rename the block's parameter",
             )
+        _once(arg, options)
         options[arg.key.id] = _value(arg.value)
     if not inputs:
         _fail("a step with no tensor argument has no YAML form", call)
@@ -188,6 +190,17 @@ def _step(stmt: ast.Assign) -> dict:
         out["out"] = targets[0] if len(targets) == 1 else targets
     out.update(options)
     return out
+
+
+def _once(arg: ast.Arg, options: dict) -> None:
+    """A YAML mapping holds each key once: an option given twice cannot be written
+    (silently keeping one of them would change the program)."""
+    if arg.key.id in options:
+        _fail(
+            f"option `{arg.key.id}` given twice; a YAML mapping has each key once",
+            arg,
+            hint="remove one of them",
+        )
 
 
 def _value(value: ast.Value) -> Any:
@@ -224,6 +237,7 @@ def _value(value: ast.Value) -> Any:
                 )
             if arg.key.id == "kind":
                 _fail("an option named `kind` has no YAML form", arg.key)
+            _once(arg, out)
             out[arg.key.id] = _value(arg.value)
         return out
     return value_text(value)  # an expression (or -0): its .flow text

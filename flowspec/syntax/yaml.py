@@ -8,17 +8,18 @@ Three stages, each stopping at its first problems, as a syntax error stops ``.fl
    Booleans are YAML 1.2's ``true``/``false`` only; ``yes``, ``no``, ``on`` and
    ``off`` are plain words (so a statement key ``on:`` stays the string "on").
 2. **Validate** against ``grammar/flow.schema.json`` (generated from the block
-   registry).  Each error is mapped back to the YAML node at its path.  Errors in a
-   registry block's options are re-derived by the checker's own option resolution, so
-   they read exactly as the ``.flow`` diagnostics do; structure errors are E100 (an
-   unknown key, a statement that is no statement, a keyword used as a name) or E201
-   (a missing key, a wrong type, an out-of-range literal).
+   registry).  Each error is mapped back to the YAML node at its path.  Only
+   *structure* errors stop here — the YAML counterpart of a ``.flow`` syntax error:
+   E100 (an unknown key, a statement that is no statement, a keyword used as a name)
+   or E201 (a missing key, a wrong type where the AST has no room for the value).
+   Errors in values the AST can hold (a registry block's options and arity, a
+   ``require`` property or bound, a repeat count, a shape entry) are left to the
+   checker, which reports them exactly as for the same ``.flow`` program.
 3. **Lower** to the AST.  A string where a value belongs is read with the ``.flow``
    expression grammar: ``x`` is a name (tensor, constant or enum word), ``"2*h + 1"``
    an integer expression, ``'"cuda:0"'`` (a ``.flow`` string, quotes included) a
    string.  A negative YAML number lowers to ``Neg`` of a positive literal, as ``-1``
-   parses in ``.flow``.  ``op`` names are checked against the registry and the file's
-   own ``blocks:`` (E200 with "did you mean").
+   parses in ``.flow``.  An unknown ``op`` is the checker's E200, as in ``.flow``.
 
 Everything after the AST (lowering, the passes, codegen) is shared with ``.flow``, so a
 shape or consumption error points at the YAML node through the AST's spans.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import fields, is_dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import yaml as pyyaml
@@ -46,8 +48,10 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _STRING = re.compile(r'"([^"\\\n]|\\.)*"\Z')
 #: the most nodes a document may expand to (aliases can multiply a small file)
 MAX_NODES = 200_000
-#: the deepest nesting accepted (a little above any real spec)
-MAX_DEPTH = 100
+#: the deepest nesting accepted: a YAML level per list or net, two per repeat (its
+#: mapping and its body), so the YAML of every `.flow` spec within that syntax's limit
+#: (dsl.MAX_DEPTH levels of its parse tree, at least one per repeat, list or net) fits
+MAX_DEPTH = 2 * dsl.MAX_DEPTH + 4
 #: the longest expression string accepted
 MAX_EXPRESSION = 2_000
 
@@ -57,7 +61,9 @@ class _Stop(Exception):
 
 
 def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
-    """Parse a YAML spec; on any error return ``(None, diagnostics)``."""
+    """Parse a YAML spec; on a structure error return ``(None, diagnostics)``.  With a
+    program, the diagnostics are errors the checker reports too (deduplicated), with
+    hints about the YAML form."""
     reader = _Reader(source)
     try:
         root = reader.compose()
@@ -66,7 +72,8 @@ def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
         return None, reader.diagnostics
     if reader.diagnostics:
         return None, reader.diagnostics
-    diags = _SchemaErrors(reader, root, instance).diagnostics()
+    schema = _SchemaErrors(reader, root, instance)
+    diags = schema.diagnostics()
     if diags:
         return None, diags
     lowerer = _Lowerer(reader)
@@ -76,7 +83,8 @@ def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
         return None, lowerer.diagnostics
     if lowerer.diagnostics:
         return None, lowerer.diagnostics
-    return program, []
+    # the checker reports these too; said first, they keep their YAML hints
+    return program, schema.advice
 
 
 # --------------------------------------------------------------------------- loading
@@ -291,6 +299,58 @@ def _is_keyword(value: Any) -> bool:
     return isinstance(value, str) and value in KEYWORDS
 
 
+@lru_cache(maxsize=1)
+def _body_validator():
+    """A validator of one statement body (``#/$defs/body`` of the schema)."""
+    from jsonschema import Draft202012Validator
+
+    from flowspec.syntax.schema import load_schema
+
+    schema = load_schema()
+    return Draft202012Validator({"$ref": "#/$defs/body", "$defs": schema["$defs"]})
+
+
+def _schema_errors(instance: Any):
+    """The schema's errors in ``instance``, each ``repeat``/``on`` body validated on its
+    own (its path put back in front of its errors' paths): jsonschema spends several
+    Python frames on each level, so validating a body inside a body inside ... at once
+    would exhaust the stack long before :data:`MAX_DEPTH`."""
+    from flowspec.syntax.schema import STATEMENT_KEYS, validator
+
+    def cut(statements: Any, path: tuple) -> Any:
+        """The statements with every nested body left empty (and queued)."""
+        if not isinstance(statements, list):
+            return statements
+        out = []
+        for i, stmt in enumerate(statements):
+            key = next((k for k in STATEMENT_KEYS if isinstance(stmt, dict) and k in stmt), None)
+            if key in ("repeat", "on") and isinstance(stmt.get("body"), list):
+                work.append(((*path, i, "body"), stmt["body"]))
+                stmt = {**stmt, "body": []}
+            out.append(stmt)
+        return out
+
+    work: list[tuple[tuple, Any]] = []
+    shallow = instance
+    if isinstance(instance, dict):
+        shallow = dict(instance)
+        for group in ("flows", "blocks"):
+            items = instance.get(group)
+            if isinstance(items, list):
+                shallow[group] = [
+                    {**item, "body": cut(item["body"], (group, i, "body"))}
+                    if isinstance(item, dict) and "body" in item
+                    else item
+                    for i, item in enumerate(items)
+                ]
+    yield from validator().iter_errors(shallow)
+    while work:
+        path, body = work.pop()
+        for error in _body_validator().iter_errors(cut(body, path)):
+            error.path.extendleft(reversed(path))
+            yield error
+
+
 class _SchemaErrors:
     """jsonschema errors → diagnostics at the YAML nodes they concern."""
 
@@ -299,25 +359,23 @@ class _SchemaErrors:
         self.root = root
         self.instance = instance
         self.out: list[Diagnostic] = []
+        #: errors the checker finds too, said here with a hint about the YAML form
+        self.advice: list[Diagnostic] = []
 
     def diagnostics(self) -> list[Diagnostic]:
-        from flowspec.syntax.schema import validator
-
-        typed: dict[tuple, list] = {}
+        """The structure errors; errors in values are left to the checker (see
+        :meth:`_deferred`)."""
         reported: set[tuple] = set()
-        for error in validator().iter_errors(self.instance):
+        for error in _schema_errors(self.instance):
             path = tuple(error.absolute_path)
-            step = self._registry_step(path)
-            if step is not None and self._is_typed(error, path, step):
-                typed.setdefault(step, []).append(error)
+            self._misspelt_step_key(error, path)
+            if self._deferred(error, path):
                 continue
             if error.validator not in ("required", "additionalProperties"):
                 if path in reported:  # the generic and the per-op schema agree: say it once
                     continue
                 reported.add(path)
             self.structural(error, path)
-        for step, errors in typed.items():
-            self.typed(step, errors)
         seen, unique = set(), []
         for d in sorted(self.out, key=lambda d: (d.span.start, d.span.end, d.code)):
             key = (d.code, d.span.start, d.span.end, d.message)
@@ -325,6 +383,53 @@ class _SchemaErrors:
                 seen.add(key)
                 unique.append(d)
         return unique
+
+    def _deferred(self, error, path: tuple) -> bool:
+        """Is this an error in a value the AST can hold, which the checker reports
+        itself, exactly as for the same ``.flow`` program?  A registry step's options
+        and arity, a ``require`` property and its bound, a device, a repeat count, a
+        shape entry or an empty shape.  Deferring them keeps one set of diagnostics
+        per program: the checker sees the whole spec, so it also reports what a stop
+        here would hide (a tensor never consumed, a typo in another flow)."""
+        step = self._registry_step(path)
+        if step is not None and self._is_typed(error, path, step):
+            return True
+        if not path:
+            return False
+        parent = self._instance_at(path[:-1]) if len(path) > 1 else None
+        value, last = error.instance, path[-1]
+        number = isinstance(value, (int, float))
+        if isinstance(parent, dict) and "require" in parent:
+            if last == "require":
+                return isinstance(value, str)
+            return last == "max"  # any value: `.flow` writes `require lipschitz <= VALUE`
+        if last == "on" and isinstance(parent, dict) and "body" in parent:
+            return isinstance(value, str)  # the placement pass judges devices
+        if isinstance(value, dict) and "require" in value:  # `max` given or missing
+            return error.validator in ("not", "required")
+        if last == "repeat" and isinstance(parent, dict) and "body" in parent:
+            return number
+        if last == "shape":
+            return error.validator == "minItems"
+        return isinstance(last, int) and len(path) > 1 and path[-2] == "shape" and number
+
+    def _misspelt_step_key(self, error, path: tuple) -> None:
+        """An unknown option one edit away from ``op``/``in``/``out`` is most likely a
+        misspelt step key: the checker's E200, with the step key as the hint."""
+        from flowspec.syntax.schema import STEP_KEYS
+
+        step = self._registry_step(path)
+        if error.validator != "additionalProperties" or step is None or len(path) != len(step):
+            return
+        kind = error.instance["op"]
+        for key in error.instance:
+            near = key not in error.schema.get("properties", {}) and did_you_mean(key, STEP_KEYS)
+            if near:
+                key_node = self.reader.pairs(self._located(path))[key][0]
+                message = f"`{kind}` has no option `{key}`"
+                self.advice.append(
+                    Diagnostic("E200", message, self.reader.span(key_node), hint=near)
+                )
 
     def _instance_at(self, path):
         value = self.instance
@@ -536,125 +641,6 @@ class _SchemaErrors:
             "boolean": "true or false",
         }.get(t if isinstance(t, str) else "", "another value")
 
-    # -------------------------------------------------------------- options
-
-    def typed(self, step_path: tuple, errors: list) -> None:
-        """Errors in a registry step: re-derived by the checker's own resolution."""
-        from flowspec.kinds import REGISTRY
-
-        node, _ = self.reader.node_at(self.root, step_path)
-        step = self._instance_at(step_path)
-        kind = step["op"]
-        spec = REGISTRY[kind]
-        in_errors = [e for e in errors if tuple(e.absolute_path)[len(step_path) :][:1] == ("in",)]
-        if in_errors:
-            n = len(step["in"]) if isinstance(step["in"], list) else 1
-            many = spec.inputs is None
-            self.emit(
-                "E201",
-                f"`{kind}` takes two or more tensors, got {n}"
-                if many
-                else f"`{kind}` takes {spec.inputs} tensor(s), got {n}",
-                node,
-            )
-        rest = [e for e in errors if e not in in_errors]
-        if not rest:
-            return
-        mirrored = _mirror_options(self.reader, node, kind)
-        if mirrored:
-            self.out.extend(mirrored)
-            return
-        seen = set()
-        # the registry resolved nothing: say what the schema says, the op's own rule first
-        rest.sort(key=lambda e: "additionalProperties" in e.absolute_schema_path)
-        for error in rest:
-            path = tuple(error.absolute_path)
-            if path not in seen:
-                seen.add(path)
-                self.structural_fallback(error)
-
-    def structural_fallback(self, error) -> None:
-        path = tuple(error.absolute_path)
-        node = self._located(path)
-        expected = error.schema.get("description") or self._expected(error.schema)
-        self.emit(
-            "E201", f"{_field(path)} expects {expected}, got {describe(error.instance)}", node
-        )
-
-
-def _mirror_options(reader: _Reader, step_node, kind: str) -> list[Diagnostic]:
-    """The arguments pass's own diagnostics for a step's literal options."""
-    from flowspec.checks.arguments import resolve_node
-    from flowspec.ir.graph import Node, RawArg
-    from flowspec.kinds import REGISTRY
-    from flowspec.syntax.schema import STEP_KEYS
-
-    spec = REGISTRY[kind]
-    known = {o.name for o in spec.options}
-    lowerer = _Lowerer(reader)
-    pairs = reader.pairs(step_node)
-    args = []
-    for key, (key_node, value_node) in pairs.items():
-        if key in STEP_KEYS:
-            continue
-        key_span, value_span = reader.span(key_node), reader.span(value_node)
-        whole = key_span.to(value_span)
-        if key not in known:
-            args.append(RawArg(key, None, whole, key_span, value_span))
-            continue
-        try:
-            value = _literal(lowerer.value(value_node))
-        except (_Stop, _NotLiteral):
-            continue
-        args.append(RawArg(key, value, whole, key_span, value_span))
-    op_node = reader.get(step_node, "op")
-    node = Node("yaml", kind, reader.span(step_node), reader.span(op_node), args=tuple(args))
-    _, diags = resolve_node(node)
-    out = []
-    for d in diags:
-        needs = re.match(r"`[^`]*` needs the option `([^`]*)`", d.message)
-        if needs and needs[1] in pairs:
-            continue  # present but not a literal (a constant): the checker will see it
-        if d.code == "E200" and "has no option" in d.message:
-            key = d.message.split("`")[-2]
-            near = did_you_mean(key, STEP_KEYS)
-            if near:
-                d = replace(d, hint=near)
-            elif d.hint and d.hint.startswith("options:"):
-                d = replace(d, hint=d.hint.replace("options:", "options of this op:"))
-        if needs:
-            d = replace(d, hint=f"add `{needs[1]}: ...` to the step")
-        out.append(d)
-    return out
-
-
-class _NotLiteral(Exception):
-    pass
-
-
-def _literal(value: ast.Value) -> Any:
-    """A value the registry can resolve without a scope, as lowering would evaluate it."""
-    from flowspec.kinds.options import Raw
-
-    if isinstance(value, (ast.Int, ast.Float, ast.Bool, ast.String)):
-        return value.value
-    if isinstance(value, ast.Neg):
-        inner = _literal(value.operand)
-        if isinstance(inner, bool) or not isinstance(inner, (int, float)):
-            raise _NotLiteral
-        return -inner
-    if isinstance(value, ast.ListValue):
-        return [_literal(v) for v in value.items]
-    if isinstance(value, ast.Call):
-        options = []
-        for arg in value.args:
-            try:
-                options.append((arg.key.id, _literal(arg.value), arg.span))
-            except _NotLiteral:
-                continue  # a constant: the checker resolves it; leave it to its default
-        return Raw(value.kind.id, tuple(options), value.span)
-    raise _NotLiteral  # names may be constants, expressions need a scope
-
 
 # -------------------------------------------------------------------------- lowering
 
@@ -672,6 +658,11 @@ def _relocate(node, move):
     return node
 
 
+def _empty(node) -> bool:
+    """A ``key:`` with nothing written after it."""
+    return isinstance(node, pyyaml.ScalarNode) and node.tag == _CORE + "null" and not node.value
+
+
 class _Lowerer:
     """YAML nodes (already validated) → AST nodes with the YAML spans."""
 
@@ -679,7 +670,6 @@ class _Lowerer:
         self.reader = reader
         self.source = reader.source
         self.diagnostics: list[Diagnostic] = []
-        self.block_names: set[str] = set()
 
     def span(self, node) -> Span:
         return self.reader.span(node)
@@ -709,8 +699,6 @@ class _Lowerer:
     def program(self, root) -> ast.Program:
         items: list = []
         blocks = self.get(root, "blocks")
-        if blocks is not None:
-            self.block_names = {self.get(b, "name").value for b in blocks.value}
         for key in self.reader.pairs(root):  # keep the order the file gives
             if key == "blocks":
                 items.extend(self.block(n) for n in blocks.value)
@@ -811,21 +799,9 @@ class _Lowerer:
         return ast.ReturnStmt(self.names(value), span)
 
     def step(self, node) -> ast.Assign:
-        from flowspec.kinds import REGISTRY
         from flowspec.syntax.schema import STEP_KEYS
 
-        op = self.get(node, "op")
-        kind = self.name(op, dotted=True)
-        if kind.id not in REGISTRY and kind.id not in self.block_names:
-            candidates = [*REGISTRY, *sorted(self.block_names)]
-            self.diagnostics.append(
-                Diagnostic(
-                    "E200",
-                    f"unknown block kind `{kind.id}`",
-                    kind.span,
-                    hint=did_you_mean(kind.id, candidates),
-                )
-            )
+        kind = self.name(self.get(node, "op"), dotted=True)  # an unknown kind is the checker's E200
         inputs = self.names(self.get(node, "in"))
         args = [ast.Arg(None, ast.Ref(n.id, n.span), n.span) for n in inputs]
         args += self.keyword_args(node, skip=STEP_KEYS)
@@ -841,14 +817,14 @@ class _Lowerer:
         return [
             ast.Arg(
                 ast.Name(key, self.span(key_node)),
-                self.value(value),
+                self.value(value, key_node),
                 self.pair_span(key_node, value),
             )
             for key, (key_node, value) in self.reader.pairs(node).items()
             if key not in skip
         ]
 
-    def value(self, node) -> ast.Value:
+    def value(self, node, key_node=None) -> ast.Value:
         span = self.span(node)
         if isinstance(node, pyyaml.SequenceNode):
             return ast.ListValue(tuple(self.value(n) for n in node.value), span)
@@ -857,7 +833,7 @@ class _Lowerer:
             kind = self.get(node, "kind")
             if not isinstance(kind, pyyaml.ScalarNode) or not isinstance(
                 self.reader.scalar(kind), str
-            ):  # the schema says so first; the option resolution may get here before it
+            ):  # a mapping without `kind` has no AST form
                 self.fail("E201", "a net or estimator needs `kind`", node)
             return ast.Call(self.name(kind, dotted=True), tuple(args), span)
         value = self.reader.scalar(node)
@@ -873,8 +849,9 @@ class _Lowerer:
             if math.copysign(1.0, value) < 0:
                 return ast.Neg(ast.Float(-value, span), span)
             return ast.Float(value, span)
-        if value is None:
-            self.fail("E201", "expected a value, got nothing (null)", node)
+        if value is None:  # `key:` left empty points at the key
+            where = key_node if key_node is not None and _empty(node) else node
+            self.fail("E201", "expected a value, got nothing (null)", where)
         return self.text_value(str(value), node)
 
     def fail(self, code: str, message: str, node, hint: str | None = None):
