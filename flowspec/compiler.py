@@ -11,6 +11,7 @@ import torch
 from flowspec.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
 from flowspec.flow import Flow
+from flowspec.syntax.limits import MAX_BYTES, MAX_STATEMENTS, Limits
 
 
 def _device_available(device: str) -> bool:
@@ -70,15 +71,18 @@ def compile(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     jit: bool = False,
+    max_bytes: int | None = MAX_BYTES,
+    max_statements: int | None = MAX_STATEMENTS,
 ) -> Flow:
     """Compile a spec (a path or the spec's text) into a :class:`Flow`.
 
     ``flow=`` picks one flow of a file with several; ``device``/``dtype`` place the
     blocks that no ``on`` statement places; ``jit=True`` wraps the generated ``forward``,
     ``inverse``, ``transform`` and ``inverse_transform`` with ``torch.compile``.  A spec
-    with errors raises one :class:`SpecError` carrying the diagnostics.
+    with errors raises one :class:`SpecError` carrying the diagnostics; ``max_bytes``
+    and ``max_statements`` are the size limits, as in :func:`flowspec.check`.
     """
-    comp = Compilation.of(spec)
+    comp = Compilation.of(spec, Limits.of(max_bytes, max_statements))
     comp.raise_for_errors()
     try:
         name = comp.flow_graph(flow).name

@@ -36,7 +36,14 @@ import yaml as pyyaml
 from flowspec.blocks.types import describe
 from flowspec.diagnostics import Diagnostic
 from flowspec.syntax import ast, dsl
-from flowspec.syntax.names import did_you_mean
+from flowspec.syntax.limits import (
+    DEFAULT_LIMITS,
+    Limits,
+    check_bytes,
+    too_many_statements,
+    yaml_statement_over,
+)
+from flowspec.syntax.names import code_point, did_you_mean
 from flowspec.syntax.spans import Source, Span
 
 _CORE = "tag:yaml.org,2002:"
@@ -56,8 +63,14 @@ class _Stop(Exception):
     """Give up on this document; the diagnostics are already recorded."""
 
 
-def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
-    """Parse a YAML spec; on any error return ``(None, diagnostics)``."""
+def parse(
+    source: Source, limits: Limits = DEFAULT_LIMITS
+) -> tuple[ast.Program | None, list[Diagnostic]]:
+    """Parse a YAML spec; on any error return ``(None, diagnostics)``.  The byte limit
+    is checked before loading, the statement limit right after."""
+    too_large = check_bytes(source, limits)
+    if too_large is not None:
+        return None, [too_large]
     reader = _Reader(source)
     try:
         root = reader.compose()
@@ -66,6 +79,9 @@ def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
         return None, reader.diagnostics
     if reader.diagnostics:
         return None, reader.diagnostics
+    over = yaml_statement_over(root, limits.max_statements)
+    if over is not None:
+        return None, [too_many_statements(source, limits, reader.span(over).start)]
     diags = _SchemaErrors(reader, root, instance).diagnostics()
     if diags:
         return None, diags
@@ -118,7 +134,7 @@ class _Reader:
         except pyyaml.reader.ReaderError as e:
             self.error(
                 "E100",
-                f"YAML cannot contain the character #x{e.character:04x}",
+                f"YAML cannot contain the character {code_point(chr(e.character))}",
                 self._point(e.position),
             )
             raise _Stop from None
@@ -877,7 +893,8 @@ class _Lowerer:
 
     def text_value(self, text: str, node) -> ast.Value:
         """A string where a value belongs, read as ``.flow`` would read it."""
-        from flowspec.syntax.dsl import KEYWORDS, _ToAst, _unquote, syntax_error
+        from flowspec.syntax.build import _unquote, build
+        from flowspec.syntax.dsl import KEYWORDS, syntax_error
 
         span = self.span(node)
         if _NAME.match(text) and text not in KEYWORDS:
@@ -907,7 +924,9 @@ class _Lowerer:
 
         try:
             tree = dsl.parser().parse(text, start="expr")
-            value = _ToAst(inner).transform(tree)
+            value, too_deep = build(tree, inner, dsl.MAX_DEPTH)
+            if too_deep is not None:
+                raise RecursionError
         except UnexpectedInput as err:
             d = syntax_error(inner, err)
             message = d.message.replace("end of file", "end of the value")
