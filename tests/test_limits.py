@@ -342,3 +342,14 @@ def test_a_fixture_file_path_is_still_accepted_by_the_api(tmp_path: Path):
     path = tmp_path / "ok.flow"
     path.write_text(reverses(2))
     assert "E205" not in {d.code for d in flowspec.check(str(path))}
+
+
+@pytest.mark.parametrize(
+    ("expr", "code"), [("(" * 150 + "8" + ")" * 150, None), ("-" * 150 + "8", "E100")]
+)
+def test_yaml_expressions_nest_at_most_as_deep_as_flow_ones(expr, code):
+    # parentheses are not a level; 150 signs are (the AST walk stops at 100 levels)
+    step = f'{{op: coupling.affine, in: x, net: {{kind: mlp, hidden: ["{expr}"]}}}}'
+    text = yaml_reverses(0).replace("    body:\n", f"    body:\n      - {step}\n")
+    errors = [d for d in flowspec.check(text) if d.is_error]
+    assert [(d.code, d.line) for d in errors] == ([(code, 6)] if code else [])

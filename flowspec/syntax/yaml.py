@@ -926,7 +926,7 @@ class _Lowerer:
             tree = dsl.parser().parse(text, start="expr")
             value, too_deep = build(tree, inner, dsl.MAX_DEPTH)
             if too_deep is not None:
-                raise RecursionError
+                self.fail("E100", "the expression nests too deeply", node)
         except UnexpectedInput as err:
             d = syntax_error(inner, err)
             message = d.message.replace("end of file", "end of the value")
