@@ -6,11 +6,19 @@ from pathlib import Path
 
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.driver import Compilation
+from flowspec.syntax.limits import MAX_BYTES, MAX_STATEMENTS, Limits
 
 
-def check(spec: str | Path) -> list[Diagnostic]:
+def check(
+    spec: str | Path,
+    *,
+    max_bytes: int | None = MAX_BYTES,
+    max_statements: int | None = MAX_STATEMENTS,
+) -> list[Diagnostic]:
     """Check a spec (a path or the spec's text); never raises for a user's mistake.
 
-    Returns every diagnostic, errors and warnings, sorted by position.
+    Returns every diagnostic, errors and warnings, sorted by position.  A spec over
+    ``max_bytes`` (UTF-8) or ``max_statements`` is refused before parsing (E205);
+    ``0`` or ``None`` turns a limit off.
     """
-    return Compilation.of(spec).diagnostics
+    return Compilation.of(spec, Limits.of(max_bytes, max_statements)).diagnostics

@@ -1,6 +1,7 @@
 """The ``flowspec`` command.
 
     flowspec check FILE... [--strict] [--format text|concise|json|sarif|junit]
+                   [--max-bytes N] [--max-statements N]   (every command takes these)
     flowspec compile SPEC -o model.py [--flow NAME]
     flowspec summary SPEC [--flow NAME]
     flowspec graph SPEC -o FILE.dot|.svg|.png [--flow NAME]
@@ -29,6 +30,7 @@ from flowspec.core.diagnostics import (
     to_dict,
 )
 from flowspec.driver import Compilation, FlowNotFound
+from flowspec.syntax.limits import MAX_BYTES, MAX_STATEMENTS, Limits
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -42,12 +44,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _read(path: str) -> Compilation:
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits.of(args.max_bytes, args.max_statements)
+
+
+def _read(path: str, args: argparse.Namespace) -> Compilation:
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"no such file: {path}")
     try:
-        return Compilation.of(p)
+        return Compilation.of(p, _limits(args))
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not a UTF-8 text file") from None
 
@@ -55,7 +61,7 @@ def _read(path: str) -> Compilation:
 def cmd_check(args: argparse.Namespace) -> int:
     all_diags, sources = [], {}
     for path in args.files:
-        comp = _read(path)
+        comp = _read(path, args)
         all_diags.extend(comp.diagnostics)
         sources.update(comp.sources)
     if args.format == "json":
@@ -82,7 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _checked(args: argparse.Namespace) -> tuple[Compilation, int]:
-    comp = _read(args.spec)
+    comp = _read(args.spec, args)
     if comp.diagnostics:
         sys.stderr.write(render_text(comp.diagnostics, comp.sources))
     if comp.errors:
@@ -149,8 +155,8 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     for path in args.files:
         if not path.endswith(".flow"):
             raise UsageError(f"{path}: fmt formats .flow files (YAML: `flowspec convert`)")
-        source = _read(path).source
-        text, diags = format_source(source)
+        source = _read(path, args).source
+        text, diags = format_source(source, _limits(args))
         if text is None:
             sys.stderr.write(render_text(diags, {source.path: source}))
             status = EXIT_ERRORS
@@ -179,7 +185,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from flowspec.syntax.fmt import format_program
     from flowspec.syntax.to_yaml import ConversionError, to_yaml
 
-    comp = _read(args.file)
+    comp = _read(args.file, args)
     program, diags = comp.parsed
     if program is None:
         sys.stderr.write(render_text(diags, comp.sources))
@@ -195,12 +201,43 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return _write_output(text, args.output)
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (no limit) or more, got {value}")
+    return value
+
+
+def _limit_options() -> argparse.ArgumentParser:
+    """--max-bytes / --max-statements, shared by every command that reads a spec."""
+    limits = _Parser(add_help=False)
+    limits.add_argument(
+        "--max-bytes",
+        type=_count,
+        default=MAX_BYTES,
+        metavar="N",
+        help=f"refuse specs over N bytes (E205; default {MAX_BYTES}, 0: no limit)",
+    )
+    limits.add_argument(
+        "--max-statements",
+        type=_count,
+        default=MAX_STATEMENTS,
+        metavar="N",
+        help=f"refuse specs over N statements (E205; default {MAX_STATEMENTS}, 0: no limit)",
+    )
+    return limits
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="flowspec", description="A compiler for normalizing flows.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    limits = [_limit_options()]
 
-    p = sub.add_parser("check", help="check specs and report diagnostics")
+    p = sub.add_parser("check", parents=limits, help="check specs and report diagnostics")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--strict", action="store_true", help="warnings fail too")
     p.add_argument(
@@ -208,29 +245,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=cmd_check)
 
-    p = sub.add_parser("compile", help="write the generated PyTorch module")
+    p = sub.add_parser("compile", parents=limits, help="write the generated PyTorch module")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("-o", "--output", help="output file (default: standard output)")
     p.add_argument("--flow", help="the flow to compile, when the spec has several")
     p.set_defaults(run=cmd_compile)
 
-    p = sub.add_parser("summary", help="a table of the flow's blocks")
+    p = sub.add_parser("summary", parents=limits, help="a table of the flow's blocks")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--flow")
     p.set_defaults(run=cmd_summary)
 
-    p = sub.add_parser("graph", help="draw the flow (.dot, or .svg/.png through graphviz)")
+    p = sub.add_parser(
+        "graph", parents=limits, help="draw the flow (.dot, or .svg/.png through graphviz)"
+    )
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--flow")
     p.set_defaults(run=cmd_graph)
 
-    p = sub.add_parser("fmt", help="rewrite .flow files in the canonical layout")
+    p = sub.add_parser("fmt", parents=limits, help="rewrite .flow files in the canonical layout")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--check", action="store_true", help="only show a diff; exit 1 if any")
     p.set_defaults(run=cmd_fmt)
 
-    p = sub.add_parser("convert", help="convert a spec between .flow and YAML")
+    p = sub.add_parser("convert", parents=limits, help="convert a spec between .flow and YAML")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--to", choices=("yaml", "flow"), required=True)
     p.add_argument("-o", "--output", help="output file (default: standard output)")

@@ -13,6 +13,7 @@ from flowspec.core.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
 from flowspec.kinds.limits import MAX_PARAMETERS
 from flowspec.runtime.flow import Flow
+from flowspec.syntax.limits import MAX_BYTES, MAX_STATEMENTS, Limits
 
 
 def _device_available(device: str) -> bool:
@@ -73,19 +74,22 @@ def compile(
     dtype: torch.dtype | None = None,
     jit: bool = False,
     max_parameters: int | None = MAX_PARAMETERS,
+    max_bytes: int | None = MAX_BYTES,
+    max_statements: int | None = MAX_STATEMENTS,
 ) -> Flow:
     """Compile a spec (a path or the spec's text) into a :class:`Flow`.
 
     ``flow=`` picks one flow of a file with several; ``device``/``dtype`` place the
     blocks that no ``on`` statement places; ``jit=True`` wraps the generated ``forward``,
     ``inverse``, ``transform`` and ``inverse_transform`` with ``torch.compile``.  A spec
-    with errors raises one :class:`SpecError` carrying the diagnostics.
+    with errors raises one :class:`SpecError` carrying the diagnostics; ``max_bytes``
+    and ``max_statements`` are the size limits, as in :func:`flowspec.check`.
 
     ``max_parameters`` bounds the numbers (parameters and buffers) the module may
     allocate, counted before anything is allocated (E500 above it; ``None``: no
     limit); an allocation that fails anyway is an E500 SpecError naming the block.
     """
-    comp = Compilation.of(spec)
+    comp = Compilation.of(spec, Limits.of(max_bytes, max_statements))
     comp.raise_for_errors()
     try:
         name = comp.flow_graph(flow).name

@@ -15,6 +15,8 @@ from flowspec.core.diagnostics import Diagnostic, SpecError, has_errors, sort_ke
 from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph
 from flowspec.syntax import ast
+from flowspec.syntax.build import gc_paused
+from flowspec.syntax.limits import DEFAULT_LIMITS, Limits
 
 SPEC_SUFFIXES = (".flow", ".yaml", ".yml")
 
@@ -23,13 +25,23 @@ class FlowNotFound(Exception):
     """``flow=`` names no flow of the spec, or the choice is ambiguous."""
 
 
-def load_source(spec: str | Path) -> Source:
-    """A path to a spec file, or the spec's text itself."""
+def load_source(spec: str | Path, limits: Limits = DEFAULT_LIMITS) -> Source:
+    """A path to a spec file, or the spec's text itself.
+
+    A file is read up to one character past the byte limit: enough for the front end
+    to report it as too large (E205), without reading a huge file whole.
+    """
     if isinstance(spec, Path):
-        return Source(str(spec), spec.read_text(encoding="utf-8"))
+        return Source(str(spec), _read_text(spec, limits))
     if "\n" not in spec and "{" not in spec and (spec.endswith(SPEC_SUFFIXES) or _is_file(spec)):
-        return Source(spec, Path(spec).read_text(encoding="utf-8"))
+        return Source(spec, _read_text(Path(spec), limits))
     return Source("<string>", spec)
+
+
+def _read_text(path: Path, limits: Limits) -> str:
+    # text mode, as read_text: universal newlines, so a bare \r ends a line
+    with path.open(encoding="utf-8") as f:
+        return f.read() if limits.max_bytes is None else f.read(limits.max_bytes + 1)
 
 
 def _is_file(text: str) -> bool:
@@ -52,12 +64,13 @@ def is_yaml(source: Source) -> bool:
 class Compilation:
     """One spec through the stages; each stage runs once, on first use."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, limits: Limits = DEFAULT_LIMITS) -> None:
         self.source = source
+        self.limits = limits
 
     @classmethod
-    def of(cls, spec: str | Path) -> Compilation:
-        return cls(load_source(spec))
+    def of(cls, spec: str | Path, limits: Limits = DEFAULT_LIMITS) -> Compilation:
+        return cls(load_source(spec, limits), limits)
 
     @property
     def sources(self) -> dict[str, Source]:
@@ -70,10 +83,10 @@ class Compilation:
         if is_yaml(self.source):
             from flowspec.syntax import yaml as yaml_front
 
-            return yaml_front.parse(self.source)
+            return yaml_front.parse(self.source, self.limits)
         from flowspec.syntax import dsl
 
-        return dsl.parse(self.source)
+        return dsl.parse(self.source, self.limits)
 
     @property
     def program(self) -> ast.Program | None:
@@ -86,7 +99,8 @@ class Compilation:
         program = self.program
         if program is None:
             return [], []
-        return lower(program)
+        with gc_paused():
+            return lower(program)
 
     @cached_property
     def diagnostics(self) -> list[Diagnostic]:
@@ -100,10 +114,11 @@ class Compilation:
         diags.extend(lowering)
         # collect, then decide: a lowering error leaves holes in the graph, so the
         # flow-wide passes would only report their echo
-        for fg in graphs:
-            for check in PASSES:
-                if fg.complete or check not in NEEDS_COMPLETE_GRAPH:
-                    diags.extend(check(fg))
+        with gc_paused():
+            for fg in graphs:
+                for check in PASSES:
+                    if fg.complete or check not in NEEDS_COMPLETE_GRAPH:
+                        diags.extend(check(fg))
         if not graphs and not has_errors(diags) and self.program is not None:
             from flowspec.core.spans import Span
 

@@ -13,7 +13,8 @@ with comment lines under the offending line::
 code and a part of the message; ``-`` marks a secondary label; ``help:`` a part of the
 hint.  A span that cannot be drawn under its line (it starts in column 1 or 2) is
 written ``# expect: CODE LINE:COL-END_LINE:END_COL message``.  A fixture must report
-exactly what it annotates.  The whole rendered text is also compared with a golden file
+exactly what it annotates; a first line ``# limits: max_statements=4`` checks it with
+lower size limits.  The whole rendered text is also compared with a golden file
 in ``tests/golden/diagnostics`` (``FLOWSPEC_UPDATE_GOLDEN=1`` rewrites them).
 """
 
@@ -34,6 +35,7 @@ from flowspec.core.diagnostics import CODES, Diagnostic, Label, render_json, ren
 from flowspec.core.spans import Source, Span
 from flowspec.driver import Compilation
 from flowspec.syntax import dsl
+from flowspec.syntax.limits import Limits
 
 FIXTURES = Path(__file__).parent / "fixtures" / "diagnostics"
 GOLDEN = Path(__file__).parent / "golden" / "diagnostics"
@@ -103,9 +105,17 @@ def read_annotations(text: str) -> tuple[list[Expected], list[ExpectedLabel]]:
     return expected, labels
 
 
+#: a fixture's first line may set size limits: ``# limits: max_statements=4``
+_LIMITS = re.compile(r"#\s+limits:\s*(?P<options>.*)\Z")
+
+
 def check_fixture(path: Path) -> tuple[Compilation, list[Diagnostic]]:
     text = path.read_text(encoding="utf-8")
-    comp = Compilation(Source(path.name, text))
+    limits = Limits()
+    if m := _LIMITS.match(text.split("\n", 1)[0]):
+        options = dict(item.split("=") for item in m["options"].split())
+        limits = Limits(**{key: int(value) for key, value in options.items()})
+    comp = Compilation(Source(path.name, text), limits)
     return comp, comp.diagnostics
 
 

@@ -15,10 +15,10 @@ from conftest import SPECS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowspec.checks.arguments import REQUIREMENTS
 from flowspec.core.spans import Source
 from flowspec.kinds import REGISTRY
 from flowspec.kinds.options import Choice
+from flowspec.kinds.words import REQUIREMENTS
 from flowspec.syntax import ast, dsl
 from flowspec.syntax.dsl import KEYWORDS
 from flowspec.syntax.fmt import WIDTH, float_text, format_program, format_source

@@ -18,15 +18,7 @@ from flowspec.core.spans import Span
 from flowspec.ir.graph import FlowGraph, Node
 from flowspec.kinds import DEQUANTIZERS, LATENTS, REGISTRY
 from flowspec.kinds.options import OptionError, Raw, Word, describe
-
-#: requirement → does it take a bound?
-REQUIREMENTS = {
-    "invertible": False,
-    "exact_logdet": False,
-    "analytic_inverse": False,
-    "lipschitz": True,
-    "inverse_lipschitz": True,
-}
+from flowspec.kinds.words import REQUIREMENTS
 
 
 def _option_error(e: OptionError, span: Span, key_span: Span | None = None) -> Diagnostic:

@@ -9,10 +9,12 @@ output and the tests all read it.  Sibling renderers (``text``, ``concise``, ``j
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from flowspec.core.names import visible
 from flowspec.core.spans import Source, Span
 
 
@@ -59,6 +61,11 @@ CODES: dict[str, Code] = {
             "bad-flow-structure",
             "a flow without exactly one input first and one output last, or an unknown flow name",
         ),
+        Code(
+            "E205",
+            "input-too-large",
+            "spec over the size limits (bytes, statements), refused before parsing",
+        ),
         Code("E300", "unconsumed", "tensor bound but never consumed (information dropped)"),
         Code("E301", "consumed-twice", "tensor consumed twice"),
         Code("E302", "not-invertible", "block not invertible as configured"),
@@ -87,12 +94,34 @@ CODES: dict[str, Code] = {
 }
 
 
+#: the longest source text a message quotes between backticks (longer: cut, "…")
+MAX_QUOTED = 100
+#: the longest message, hint or note (a backstop: quoted text is cut first)
+MAX_MESSAGE = 1000
+_QUOTED = re.compile(r"`([^`]*)`")
+
+
+def clean_message(text: str) -> str:
+    """A message as it is stored and shown: quoted source text cut to
+    :data:`MAX_QUOTED` characters, invisible characters written ``<U+200B>``, and
+    the whole at most :data:`MAX_MESSAGE` characters.  Messages are built from spec
+    text, which may hold anything: this keeps every renderer's output readable and
+    bounded."""
+    if len(text) <= MAX_QUOTED and text.isprintable():
+        return text
+    text = _QUOTED.sub(lambda m: f"`{visible(m[1], MAX_QUOTED)}`", text)
+    return visible(text, MAX_MESSAGE)
+
+
 @dataclass(frozen=True)
 class Label:
     """A secondary location, such as the first use of a tensor consumed twice."""
 
     span: Span
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", clean_message(self.message))
 
 
 @dataclass(frozen=True)
@@ -107,6 +136,10 @@ class Diagnostic:
     def __post_init__(self) -> None:
         if self.code not in CODES:
             raise ValueError(f"unregistered diagnostic code {self.code}")
+        object.__setattr__(self, "message", clean_message(self.message))
+        if self.hint is not None:
+            object.__setattr__(self, "hint", clean_message(self.hint))
+        object.__setattr__(self, "notes", tuple(clean_message(n) for n in self.notes))
 
     @property
     def severity(self) -> Severity:
@@ -142,6 +175,12 @@ def display_column(line_text: str, column: int, tabsize: int = 4) -> int:
     return len(line_text[: max(column - 1, 0)].expandtabs(tabsize)) + 1
 
 
+#: source lines wider than this (display columns) are shown cut around the span
+MAX_SHOWN_LINE = 120
+#: how much of a cut line is shown before the span starts
+_CONTEXT = 40
+
+
 def _caret_block(
     source: Source | None, span: Span, gutter: int, marker: str, message: str = ""
 ) -> list[str]:
@@ -155,11 +194,34 @@ def _caret_block(
         end = display_column(text, span.end_column)
     else:  # a multi-line span: underline to the end of its first line
         end = len(shown) + 1
-    width = max(end - start, 1)
-    underline = " " * (start - 1) + marker * width
+    width, cut = max(end - start, 1), False
+    if len(shown) > MAX_SHOWN_LINE:
+        shown, start, width, cut = _cut_line(shown, start, width)
+    underline = " " * (start - 1) + marker * width + ("…" if cut else "")
     if message:
         underline += " " + message
     return [f"{str(span.line).rjust(gutter)} | {shown}", f"{pad} | {underline}"]
+
+
+def _cut_line(shown: str, start: int, width: int) -> tuple[str, int, int, bool]:
+    """A window of at most :data:`MAX_SHOWN_LINE` columns of a long line, from a
+    little before display column ``start``, with "…" where text is cut; the span's
+    start and width in the window, and whether the underline is cut short."""
+    s0 = start - 1
+    lo = max(0, min(s0 - _CONTEXT, len(shown) - (MAX_SHOWN_LINE - 1)))
+    prefix = "…" if lo else ""
+    hi = lo + MAX_SHOWN_LINE - len(prefix)
+    suffix = ""
+    if hi < len(shown):
+        hi, suffix = hi - 1, "…"
+    hi = min(hi, len(shown))
+    room = max(hi - s0, 1)
+    return (
+        prefix + shown[lo:hi] + suffix,
+        s0 - lo + len(prefix) + 1,
+        min(width, room),
+        width > room,
+    )
 
 
 def render_text(

@@ -7,6 +7,7 @@ tabs counted as one).  Renderers turn columns into display columns after tab exp
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -19,10 +20,7 @@ class Source:
     line_starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        starts = [0]
-        for i, ch in enumerate(self.text):
-            if ch == "\n":
-                starts.append(i + 1)
+        starts = [0, *(m.end() for m in re.finditer("\n", self.text))]
         object.__setattr__(self, "line_starts", tuple(starts))
 
     def line_text(self, line: int) -> str:

@@ -109,3 +109,12 @@ SOLVER = Enum({s: () for s in SOLVERS}, what="ODE solver")
 
 NET = Option("net", NETS, "mlp", doc="the conditioner")
 COND = Option("cond", Tensor(), None, doc="a tensor the conditioner reads, not consumed")
+
+#: the properties a flow may `require` → does the requirement take a bound?
+REQUIREMENTS = {
+    "invertible": False,
+    "exact_logdet": False,
+    "analytic_inverse": False,
+    "lipschitz": True,
+    "inverse_lipschitz": True,
+}

@@ -13,13 +13,15 @@ from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from flowspec.core.diagnostics import Diagnostic, Label
-from flowspec.core.names import did_you_mean
-from flowspec.core.spans import Source, Span
+from flowspec.core.names import code_point, did_you_mean
+from flowspec.core.spans import Source
 from flowspec.syntax import ast
+from flowspec.syntax.build import build, gc_paused
+from flowspec.syntax.limits import DEFAULT_LIMITS, Limits, check_bytes, check_flow_statements
 
 KEYWORDS = (
     "flow",
@@ -91,195 +93,11 @@ def parser() -> Lark:
         start=["program", "expr"],
         parser="lalr",
         lexer="basic",
-        propagate_positions=True,
+        keep_all_tokens=True,  # positions come from the tokens: see syntax/build.py
         maybe_placeholders=True,
         postlex=_BracketNewlines(),
         cache=True,
     )
-
-
-# --------------------------------------------------------------------- transformer
-
-
-def _binop(op: str):
-    @v_args(meta=True)
-    def build(self, meta, children):
-        left, right = children
-        return ast.BinOp(op, left, right, self._span(meta))
-
-    return build
-
-
-class _ToAst(Transformer):
-    def __init__(self, source: Source) -> None:
-        super().__init__()
-        self.source = source
-
-    def _span(self, meta) -> Span:
-        if getattr(meta, "empty", True):
-            return self.source.span(0, 0)
-        return self.source.span(meta.start_pos, meta.end_pos)
-
-    def _tok(self, token: Token) -> Span:
-        return self.source.span(token.start_pos, token.end_pos)
-
-    @v_args(meta=True)
-    def name(self, meta, children):
-        (tok,) = children
-        return ast.Name(str(tok), self._tok(tok))
-
-    @v_args(meta=True)
-    def program(self, meta, children):
-        return ast.Program(tuple(c for c in children if c is not None), self._span(meta))
-
-    @v_args(meta=True)
-    def flow(self, meta, children):
-        name, *body = children
-        return ast.Flow(name, tuple(body), self._span(meta))
-
-    @v_args(meta=True)
-    def block_def(self, meta, children):
-        name, *rest = children
-        params = tuple(c for c in rest if isinstance(c, ast.Param))
-        body = tuple(c for c in rest if c is not None and not isinstance(c, ast.Param))
-        return ast.BlockDef(name, params, body, self._span(meta))
-
-    @v_args(meta=True)
-    def param(self, meta, children):
-        name, default = children
-        return ast.Param(name, default, self._span(meta))
-
-    @v_args(meta=True)
-    def input_stmt(self, meta, children):
-        name, shape = children
-        return ast.InputStmt(name, shape, self._span(meta))
-
-    def shape(self, children):
-        return tuple(c for c in children if c is not None)
-
-    @v_args(meta=True)
-    def latent_stmt(self, meta, children):
-        return ast.LatentStmt(_as_value(children[0]), self._span(meta))
-
-    @v_args(meta=True)
-    def dequantize_stmt(self, meta, children):
-        return ast.DequantizeStmt(_as_value(children[0]), self._span(meta))
-
-    @v_args(meta=True)
-    def let_stmt(self, meta, children):
-        name, value = children
-        return ast.LetStmt(name, value, self._span(meta))
-
-    @v_args(meta=True)
-    def assign(self, meta, children):
-        *targets, call = children
-        return ast.Assign(tuple(targets), call, self._span(meta))
-
-    @v_args(meta=True)
-    def repeat_stmt(self, meta, children):
-        count, index, *body = children
-        return ast.RepeatStmt(count, index, tuple(body), self._span(meta))
-
-    @v_args(meta=True)
-    def on_stmt(self, meta, children):
-        device, *body = children
-        return ast.OnStmt(device, tuple(body), self._span(meta))
-
-    @v_args(meta=True)
-    def device(self, meta, children):
-        name, index = children
-        text = name.id if index is None else f"{name.id}:{index}"
-        return ast.String(text, self._span(meta))
-
-    @v_args(meta=True)
-    def device_string(self, meta, children):
-        (tok,) = children
-        return ast.String(_unquote(tok), self._tok(tok))
-
-    @v_args(meta=True)
-    def require_stmt(self, meta, children):
-        prop, _le, bound = children
-        return ast.RequireStmt(prop, bound, self._span(meta))
-
-    @v_args(meta=True)
-    def output_stmt(self, meta, children):
-        return ast.OutputStmt(tuple(children), self._span(meta))
-
-    @v_args(meta=True)
-    def return_stmt(self, meta, children):
-        return ast.ReturnStmt(tuple(children), self._span(meta))
-
-    @v_args(meta=True)
-    def call(self, meta, children):
-        kind, *args = children
-        return ast.Call(kind, tuple(a for a in args if a is not None), self._span(meta))
-
-    @v_args(meta=True)
-    def kind(self, meta, children):
-        return ast.Name(".".join(n.id for n in children), self._span(meta))
-
-    @v_args(meta=True)
-    def positional(self, meta, children):
-        return ast.Arg(None, children[0], self._span(meta))
-
-    @v_args(meta=True)
-    def keyword(self, meta, children):
-        key, value = children
-        return ast.Arg(key, value, self._span(meta))
-
-    @v_args(meta=True)
-    def string(self, meta, children):
-        (tok,) = children
-        return ast.String(_unquote(tok), self._tok(tok))
-
-    @v_args(meta=True)
-    def true(self, meta, children):
-        return ast.Bool(True, self._span(meta))
-
-    @v_args(meta=True)
-    def false(self, meta, children):
-        return ast.Bool(False, self._span(meta))
-
-    @v_args(meta=True)
-    def list(self, meta, children):
-        return ast.ListValue(tuple(c for c in children if c is not None), self._span(meta))
-
-    add = _binop("+")
-    sub = _binop("-")
-    mul = _binop("*")
-    div = _binop("/")
-    mod = _binop("%")
-
-    @v_args(meta=True)
-    def neg(self, meta, children):
-        return ast.Neg(children[0], self._span(meta))
-
-    def pos(self, children):
-        return children[0]
-
-    @v_args(meta=True)
-    def int(self, meta, children):
-        (tok,) = children
-        return ast.Int(int(tok), self._tok(tok))
-
-    @v_args(meta=True)
-    def float(self, meta, children):
-        (tok,) = children
-        return ast.Float(float(tok), self._tok(tok))
-
-    @v_args(meta=True)
-    def ref(self, meta, children):
-        (name,) = children
-        return ast.Ref(name.id, name.span)
-
-
-def _as_value(node):
-    return ast.Ref(node.id, node.span) if isinstance(node, ast.Name) else node
-
-
-def _unquote(tok: str) -> str:
-    body = tok[1:-1]
-    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m[1], m[1]), body)
 
 
 # --------------------------------------------------------------------- syntax errors
@@ -366,7 +184,7 @@ _STATEMENT_KEYWORDS = (
     "block",
 )
 #: a string, possibly unterminated (the scanners skip strings)
-_STRING_PREFIX = re.compile(r'"([^"\\\n]|\\.)*"?')
+_STRING_PREFIX = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"?')
 _OPENER_OF = {")": "(", "]": "[", "}": "{"}
 _CLOSER_OF = {"(": ")", "[": "]", "{": "}"}
 _DELIMITER_NAME = {"(": "parenthesis", "[": "bracket", "{": "brace"}
@@ -641,8 +459,9 @@ def _bad_character(source: Source, start: int) -> Diagnostic:
         hint = 'strings use double quotes: "cuda:0"'
     elif ch in "!&|^~@$`?\\":
         hint = "expressions use only `+ - * / %` and parentheses"
+    shown = f"`{ch}`" if ch.isprintable() else code_point(ch)  # `$`, or U+200B
     return Diagnostic(
-        "E100", f"unexpected character `{ch}`", source.span(start, start + 1), hint=hint
+        "E100", f"unexpected character {shown}", source.span(start, start + 1), hint=hint
     )
 
 
@@ -669,13 +488,20 @@ def _keyword_hint(text: str, token: Token | None) -> str | None:
     return None
 
 
-def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
-    """Parse ``.flow`` text; on a syntax error return ``(None, [E100])``."""
-    try:
-        tree = parser().parse(source.text, start="program")
-    except UnexpectedInput as err:
-        return None, [syntax_error(source, err)]
-    too_deep = _too_deep(tree)
+def parse(
+    source: Source, limits: Limits = DEFAULT_LIMITS
+) -> tuple[ast.Program | None, list[Diagnostic]]:
+    """Parse ``.flow`` text; on a syntax error return ``(None, [E100])``, and on a spec
+    over the size ``limits`` (checked before parsing) ``(None, [E205])``."""
+    too_large = check_bytes(source, limits) or check_flow_statements(source, limits)
+    if too_large is not None:
+        return None, [too_large]
+    with gc_paused():
+        try:
+            tree = parser().parse(source.text, start="program")
+        except UnexpectedInput as err:
+            return None, [syntax_error(source, err)]
+        program, too_deep = build(tree, source, MAX_DEPTH)
     if too_deep is not None:
         return None, [
             Diagnostic(
@@ -686,18 +512,4 @@ def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
                 "or `block` definitions",
             )
         ]
-    return _ToAst(source).transform(tree), []
-
-
-def _too_deep(tree: Tree) -> tuple[int, int] | None:
-    """Where the parse tree is deeper than :data:`MAX_DEPTH` (start and end offsets of
-    the deepest positioned subtree on the way), found without recursion."""
-    stack = [(tree, 1, (0, 0))]
-    while stack:
-        node, depth, where = stack.pop()
-        if not getattr(node.meta, "empty", True):
-            where = (node.meta.start_pos, node.meta.end_pos)
-        if depth > MAX_DEPTH:
-            return where
-        stack.extend((c, depth + 1, where) for c in node.children if isinstance(c, Tree))
-    return None
+    return program, []

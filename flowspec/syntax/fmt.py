@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.core.spans import Source
 from flowspec.syntax import ast
+from flowspec.syntax.limits import DEFAULT_LIMITS, Limits
 
 WIDTH = 99
 INDENT = "    "
@@ -45,11 +46,14 @@ _TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*')
 BLANK = None  # a blank line kept between statements
 
 
-def format_source(source: Source) -> tuple[str | None, list[Diagnostic]]:
-    """Format ``.flow`` text; on a syntax error return ``(None, [E100])``."""
+def format_source(
+    source: Source, limits: Limits = DEFAULT_LIMITS
+) -> tuple[str | None, list[Diagnostic]]:
+    """Format ``.flow`` text; on a syntax error return ``(None, [E100])`` (E205 for a
+    spec over the size ``limits``)."""
     from flowspec.syntax import dsl
 
-    program, diags = dsl.parse(source)
+    program, diags = dsl.parse(source, limits)
     if program is None:
         return None, diags
     return format_program(program, source), []

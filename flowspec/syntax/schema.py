@@ -80,7 +80,7 @@ def _ref(name: str) -> dict:
 
 
 def _requirements() -> dict[str, bool]:
-    from flowspec.checks.arguments import REQUIREMENTS
+    from flowspec.kinds.words import REQUIREMENTS
 
     return dict(REQUIREMENTS)
 

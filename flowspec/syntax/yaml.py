@@ -36,10 +36,17 @@ from typing import Any
 import yaml as pyyaml
 
 from flowspec.core.diagnostics import Diagnostic
-from flowspec.core.names import did_you_mean
+from flowspec.core.names import code_point, did_you_mean
 from flowspec.core.spans import Source, Span
 from flowspec.kinds.options import describe
 from flowspec.syntax import ast, dsl
+from flowspec.syntax.limits import (
+    DEFAULT_LIMITS,
+    Limits,
+    check_bytes,
+    too_many_statements,
+    yaml_statement_over,
+)
 
 _CORE = "tag:yaml.org,2002:"
 _ALLOWED_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -60,10 +67,16 @@ class _Stop(Exception):
     """Give up on this document; the diagnostics are already recorded."""
 
 
-def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
+def parse(
+    source: Source, limits: Limits = DEFAULT_LIMITS
+) -> tuple[ast.Program | None, list[Diagnostic]]:
     """Parse a YAML spec; on a structure error return ``(None, diagnostics)``.  With a
     program, the diagnostics are errors the checker reports too (deduplicated), with
-    hints about the YAML form."""
+    hints about the YAML form.  The byte limit is checked before loading, the statement
+    limit right after."""
+    too_large = check_bytes(source, limits)
+    if too_large is not None:
+        return None, [too_large]
     reader = _Reader(source)
     try:
         root = reader.compose()
@@ -72,6 +85,9 @@ def parse(source: Source) -> tuple[ast.Program | None, list[Diagnostic]]:
         return None, reader.diagnostics
     if reader.diagnostics:
         return None, reader.diagnostics
+    over = yaml_statement_over(root, limits.max_statements)
+    if over is not None:
+        return None, [too_many_statements(source, limits, reader.span(over).start)]
     schema = _SchemaErrors(reader, root, instance)
     diags = schema.diagnostics()
     if diags:
@@ -126,7 +142,7 @@ class _Reader:
         except pyyaml.reader.ReaderError as e:
             self.error(
                 "E100",
-                f"YAML cannot contain the character #x{e.character:04x}",
+                f"YAML cannot contain the character {code_point(chr(e.character))}",
                 self._point(e.position),
             )
             raise _Stop from None
@@ -538,7 +554,7 @@ class _SchemaErrors:
             )
             return
         if kind == "enum" and path and path[-1] == "require":
-            from flowspec.checks.arguments import REQUIREMENTS
+            from flowspec.kinds.words import REQUIREMENTS
 
             self.emit(
                 "E200",
@@ -549,7 +565,7 @@ class _SchemaErrors:
             )
             return
         if kind == "not" and isinstance(value, dict) and "require" in value:
-            from flowspec.checks.arguments import REQUIREMENTS
+            from flowspec.kinds.words import REQUIREMENTS
 
             if not isinstance(value["require"], str) or value["require"] not in REQUIREMENTS:
                 return  # the unknown property is the error
@@ -801,7 +817,8 @@ class _Lowerer:
     def step(self, node) -> ast.Assign:
         from flowspec.syntax.schema import STEP_KEYS
 
-        kind = self.name(self.get(node, "op"), dotted=True)  # an unknown kind is the checker's E200
+        # an unknown kind is the checker's E200
+        kind = self.name(self.get(node, "op"), dotted=True)
         inputs = self.names(self.get(node, "in"))
         args = [ast.Arg(None, ast.Ref(n.id, n.span), n.span) for n in inputs]
         args += self.keyword_args(node, skip=STEP_KEYS)
@@ -860,7 +877,8 @@ class _Lowerer:
 
     def text_value(self, text: str, node) -> ast.Value:
         """A string where a value belongs, read as ``.flow`` would read it."""
-        from flowspec.syntax.dsl import KEYWORDS, _ToAst, _unquote, syntax_error
+        from flowspec.syntax.build import _unquote, build
+        from flowspec.syntax.dsl import KEYWORDS, syntax_error
 
         span = self.span(node)
         if _NAME.match(text) and text not in KEYWORDS:
@@ -890,7 +908,9 @@ class _Lowerer:
 
         try:
             tree = dsl.parser().parse(text, start="expr")
-            value = _ToAst(inner).transform(tree)
+            value, too_deep = build(tree, inner, dsl.MAX_DEPTH)
+            if too_deep is not None:
+                self.fail("E100", "the expression nests too deeply", node)
         except UnexpectedInput as err:
             d = syntax_error(inner, err)
             message = d.message.replace("end of file", "end of the value")
