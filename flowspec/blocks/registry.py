@@ -58,7 +58,8 @@ class Bound:
 
 @dataclass(frozen=True)
 class Problem:
-    """An invertibility problem of a configuration (E302 or E303)."""
+    """A problem of a configuration: an invertibility error (E302 or E303) from a kind's
+    ``problems``, or a warning (W103) from its ``advice``."""
 
     code: str
     message: str
@@ -104,6 +105,9 @@ class BlockKind:
     feature_map: Callable[[Opts, list[Shape]], list[list[tuple[int, int]]]] | None = None
     transformed: Callable[[Opts, Shape], list[int]] | None = None
     problems: Callable[[Opts, list[Shape]], list[Problem]] = lambda opts, shapes: []
+    #: warnings about a configuration, from the options and the names the call wrote
+    #: (W103: an option written that the configuration ignores)
+    advice: Callable[[Opts, frozenset[str]], list[Problem]] = lambda opts, given: []
     examples: tuple[Example, ...] = ()
 
     def inverse_class(self, opts: Opts) -> str:
@@ -199,12 +203,10 @@ FIXEDPOINT = Enum(
     what="inverse",
 )
 GRAD = Enum({"backprop": (), "neumann": ()}, what="gradient")
-SOLVERS = (
-    "dopri5",
-    "dopri8",
-    "bosh3",
-    "fehlberg2",
-    "adaptive_heun",
+#: torchdiffeq's adaptive solvers: error-controlled by ``rtol``/``atol``
+ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+#: its fixed-grid solvers: ``steps`` equal steps, whatever the error
+FIXED_STEP_SOLVERS = (
     "euler",
     "midpoint",
     "heun2",
@@ -213,6 +215,8 @@ SOLVERS = (
     "explicit_adams",
     "implicit_adams",
 )
+SOLVERS = ADAPTIVE_SOLVERS + FIXED_STEP_SOLVERS
+MAX_ODE_STEPS = 10_000
 SOLVER = Enum({s: () for s in SOLVERS}, what="ODE solver")
 
 NET = Option("net", NETS, "mlp", doc="the conditioner")
@@ -610,6 +614,30 @@ def _residual_problems(opts: Opts, shapes: list[Shape]) -> list[Problem]:
             )
         )
     return out
+
+
+def _ode_advice(opts: Opts, given: frozenset[str]) -> list[Problem]:
+    """W103: ``steps`` with an adaptive solver, ``rtol``/``atol`` with a fixed-step one
+    (implicit_adams' corrector does iterate to rtol/atol)."""
+    solver = opts["solver"].kind
+    if solver in ADAPTIVE_SOLVERS:
+        ignored = {"steps"}
+        why = "its error is set by rtol and atol"
+        hint = "remove `{}`, or use a fixed-step solver such as rk4 (its error shrinks with steps)"
+    else:
+        ignored = set() if solver == "implicit_adams" else {"rtol", "atol"}
+        why = f"it takes steps={opts['steps']} equal steps and controls no error"
+        hint = "remove `{}` and raise `steps` for a smaller error, or use an adaptive solver"
+    kind = "adaptive" if solver in ADAPTIVE_SOLVERS else "fixed-step"
+    return [
+        Problem(
+            "W103",
+            f"`{name}` has no effect with the {kind} solver `{solver}`: {why}",
+            name,
+            hint.format(name),
+        )
+        for name in sorted(ignored & given)
+    ]
 
 
 def _residual_logdet(opts: Opts) -> str:
@@ -1053,8 +1081,27 @@ KINDS: tuple[BlockKind, ...] = (
             NET,
             Option("t", Float(0.0, min_open=True), 1.0),
             Option("solver", SOLVER, "dopri5"),
-            Option("rtol", Float(0.0, min_open=True), 1e-5),
-            Option("atol", Float(0.0, min_open=True), 1e-5),
+            Option(
+                "steps",
+                Int(min=1, max=MAX_ODE_STEPS),
+                20,
+                doc="equal steps over [0, t] of a fixed-step solver (euler, midpoint, heun2, "
+                "heun3, rk4, explicit_adams, implicit_adams); its round-trip error shrinks "
+                "with steps; adaptive solvers ignore it",
+            ),
+            Option(
+                "rtol",
+                Float(0.0, min_open=True),
+                1e-5,
+                doc="relative tolerance of an adaptive solver (and of implicit_adams' "
+                "corrector); fixed-step solvers ignore it",
+            ),
+            Option(
+                "atol",
+                Float(0.0, min_open=True),
+                1e-5,
+                doc="absolute tolerance, as rtol",
+            ),
             Option("trace", TRACE, "hutchinson"),
             Option("adjoint", Bool(), True),
         ),
@@ -1064,6 +1111,7 @@ KINDS: tuple[BlockKind, ...] = (
         logdet=lambda opts: "exact" if opts["trace"].kind == "exact" else "stochastic",
         lipschitz=_unbounded("the dynamics net is not Lipschitz-constrained"),
         inverse_lipschitz=_unbounded("the dynamics net is not Lipschitz-constrained"),
+        advice=_ode_advice,
         examples=(
             Example(
                 ((2,),),
