@@ -4,6 +4,7 @@ Later passes read the annotations earlier ones set (options, shapes) and skip th
 blocks an earlier error left unannotated.
 """
 
+from flowspec.checks.advice import check_advice
 from flowspec.checks.arguments import check_arguments
 from flowspec.checks.consume import check_consumption
 from flowspec.checks.coverage import check_coverage, check_ode_smoothness
@@ -23,6 +24,7 @@ PASSES = (
     check_placement,
     check_coverage,
     check_ode_smoothness,
+    check_advice,
 )
 
 #: passes whose findings are only meaningful on a completely lowered flow: after a

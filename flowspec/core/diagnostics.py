@@ -90,6 +90,11 @@ CODES: dict[str, Code] = {
             "consecutive couplings update the same features with no permutation between",
         ),
         Code("W102", "non-smooth-ode", "non-smooth activation inside an `ode` net"),
+        Code(
+            "W103",
+            "ignored-option",
+            "an option the configuration ignores (`rtol`/`atol` with a fixed-step ODE solver)",
+        ),
     )
 }
 

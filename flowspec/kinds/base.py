@@ -39,7 +39,8 @@ class Bound:
 
 @dataclass(frozen=True)
 class Problem:
-    """An invertibility problem of a configuration (E302 or E303)."""
+    """A problem of a configuration: an invertibility error (E302 or E303) from a kind's
+    ``problems``, or a warning (W103) from its ``advice``."""
 
     code: str
     message: str
@@ -85,6 +86,9 @@ class BlockKind:
     feature_map: Callable[[Opts, list[Shape]], list[list[tuple[int, int]]]] | None = None
     transformed: Callable[[Opts, Shape], list[int]] | None = None
     problems: Callable[[Opts, list[Shape]], list[Problem]] = lambda opts, shapes: []
+    #: warnings about a configuration, from the options and the names the call wrote
+    #: (W103: an option written that the configuration ignores)
+    advice: Callable[[Opts, frozenset[str]], list[Problem]] = lambda opts, given: []
     examples: tuple[Example, ...] = ()
 
     def inverse_class(self, opts: Opts) -> str:

@@ -40,6 +40,8 @@ MAX_SEED = (1 << 63) - 1
 MAX_FACTOR = 1 << 11
 #: the parts of one ``split(sizes=[...])``
 MAX_SPLIT_PARTS = 1024
+#: equal steps of a fixed-step ODE solver
+MAX_ODE_STEPS = 10_000
 #: the smallest ``roulette(p=)``: the series has 1/p terms on average, so a tiny p
 #: is a forward pass that does not end
 MIN_ROULETTE_P = 0.01

@@ -6,9 +6,35 @@ arXiv:1806.07366): dx/dt = f(x, t), with the log-det the integral of the trace.
 
 from __future__ import annotations
 
-from flowspec.kinds.base import _R, BlockKind, Example, _residual_shape, _unbounded
-from flowspec.kinds.options import Bool, Choice, Float, Option
-from flowspec.kinds.words import NET, SOLVER, TRACE
+from flowspec.kinds import limits as L
+from flowspec.kinds.base import _R, BlockKind, Example, Opts, Problem, _residual_shape, _unbounded
+from flowspec.kinds.options import Bool, Choice, Float, Int, Option
+from flowspec.kinds.words import ADAPTIVE_SOLVERS, NET, SOLVER, TRACE
+
+
+def _ode_advice(opts: Opts, given: frozenset[str]) -> list[Problem]:
+    """W103: ``steps`` with an adaptive solver, ``rtol``/``atol`` with a fixed-step one
+    (implicit_adams' corrector does iterate to rtol/atol)."""
+    solver = opts["solver"].kind
+    if solver in ADAPTIVE_SOLVERS:
+        ignored = {"steps"}
+        why = "its error is set by rtol and atol"
+        hint = "remove `{}`, or use a fixed-step solver such as rk4 (its error shrinks with steps)"
+    else:
+        ignored = set() if solver == "implicit_adams" else {"rtol", "atol"}
+        why = f"it takes steps={opts['steps']} equal steps and controls no error"
+        hint = "remove `{}` and raise `steps` for a smaller error, or use an adaptive solver"
+    kind = "adaptive" if solver in ADAPTIVE_SOLVERS else "fixed-step"
+    return [
+        Problem(
+            "W103",
+            f"`{name}` has no effect with the {kind} solver `{solver}`: {why}",
+            name,
+            hint.format(name),
+        )
+        for name in sorted(ignored & given)
+    ]
+
 
 ENTRIES: tuple[BlockKind, ...] = (
     BlockKind(
@@ -19,8 +45,27 @@ ENTRIES: tuple[BlockKind, ...] = (
             NET,
             Option("t", Float(0.0, min_open=True), 1.0),
             Option("solver", SOLVER, "dopri5"),
-            Option("rtol", Float(0.0, min_open=True), 1e-5),
-            Option("atol", Float(0.0, min_open=True), 1e-5),
+            Option(
+                "steps",
+                Int(min=1, max=L.MAX_ODE_STEPS),
+                20,
+                doc="equal steps over [0, t] of a fixed-step solver (euler, midpoint, heun2, "
+                "heun3, rk4, explicit_adams, implicit_adams); its round-trip error shrinks "
+                "with steps; adaptive solvers ignore it",
+            ),
+            Option(
+                "rtol",
+                Float(0.0, min_open=True),
+                1e-5,
+                doc="relative tolerance of an adaptive solver (and of implicit_adams' "
+                "corrector); fixed-step solvers ignore it",
+            ),
+            Option(
+                "atol",
+                Float(0.0, min_open=True),
+                1e-5,
+                doc="absolute tolerance, as rtol",
+            ),
             Option("trace", TRACE, "hutchinson"),
             Option("adjoint", Bool(), True),
         ),
@@ -30,6 +75,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         logdet=lambda opts: "exact" if opts["trace"].kind == "exact" else "stochastic",
         lipschitz=_unbounded("the dynamics net is not Lipschitz-constrained"),
         inverse_lipschitz=_unbounded("the dynamics net is not Lipschitz-constrained"),
+        advice=_ode_advice,
         examples=(
             Example(
                 ((2,),),

@@ -91,12 +91,10 @@ FIXEDPOINT = Enum(
     what="inverse",
 )
 GRAD = Enum({"backprop": (), "neumann": ()}, what="gradient")
-SOLVERS = (
-    "dopri5",
-    "dopri8",
-    "bosh3",
-    "fehlberg2",
-    "adaptive_heun",
+#: torchdiffeq's adaptive solvers: error-controlled by ``rtol``/``atol``
+ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+#: its fixed-grid solvers: ``steps`` equal steps, whatever the error
+FIXED_STEP_SOLVERS = (
     "euler",
     "midpoint",
     "heun2",
@@ -105,6 +103,7 @@ SOLVERS = (
     "explicit_adams",
     "implicit_adams",
 )
+SOLVERS = ADAPTIVE_SOLVERS + FIXED_STEP_SOLVERS
 SOLVER = Enum({s: () for s in SOLVERS}, what="ODE solver")
 
 NET = Option("net", NETS, "mlp", doc="the conditioner")

@@ -15,18 +15,31 @@ from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from flowspec.kinds.options import Choice
+from flowspec.kinds.words import FIXED_STEP_SOLVERS
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.nets import build_net
 
-#: torchdiffeq's fixed-grid solvers; they take ``FIXED_STEPS`` equal steps over [0, t]
-FIXED_GRID = frozenset(
-    {"euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams"}
-)
-FIXED_STEPS = 20
+#: torchdiffeq's fixed-grid solvers; they take ``steps`` equal steps over [0, t]
+FIXED_GRID = frozenset(FIXED_STEP_SOLVERS)
 
 
 def _word(value: Choice | str) -> str:
     return value.kind if isinstance(value, Choice) else str(value)
+
+
+class _UniformGrid:
+    """torchdiffeq's ``grid_constructor``: exactly ``steps`` equal steps from t[0] to t[-1].
+    (Its ``step_size`` option takes ceil(T/h) steps, one too many when T/h rounds up, the
+    last one a sliver.)  A class, not a closure, so the block pickles."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def __call__(self, func: Any, y0: Any, t: Tensor) -> Tensor:
+        grid = torch.linspace(t[0].item(), t[-1].item(), self.steps + 1, dtype=t.dtype)
+        grid = grid.to(t.device)
+        grid[0], grid[-1] = t[0], t[-1]  # exactly the ends torchdiffeq asserts
+        return grid
 
 
 def _step_norm(state: tuple[Tensor, ...]) -> Tensor:
@@ -113,9 +126,10 @@ class ODE(Bijection):
     ``solver`` is a torchdiffeq method; adaptive ones use ``rtol``/``atol`` on the whole
     state (so the log-det is error-controlled too, and ``transform``, which integrates x
     alone, agrees with ``forward`` to the tolerance, not bit for bit), fixed-grid ones
-    (``euler``, ``rk4``, …) take ``FIXED_STEPS`` = 20 equal steps, so their inverse matches
-    only up to the discretisation error.  ``adjoint=true`` uses ``odeint_adjoint``
-    (constant memory in the number of steps).
+    (``euler``, ``rk4``, …) take ``steps`` equal steps (default 20) and ignore the
+    tolerances (but for ``implicit_adams``' corrector), so their inverse matches only up
+    to the discretisation error, which shrinks as steps^-order.  ``adjoint=true`` uses
+    ``odeint_adjoint`` (constant memory in the number of steps).
 
     References: Chen et al. 2018, Neural Ordinary Differential Equations, arXiv:1806.07366;
     Grathwohl et al. 2019, FFJORD, arXiv:1810.01367.
@@ -124,7 +138,8 @@ class ODE(Bijection):
         in_shapes: ``[shape]``.
         net: the dynamics net (``mlp``; ``conv``/``resnet`` for [C, H, W]).
         t: the integration time t₁ > 0.
-        solver, rtol, atol: the ODE solver and its tolerances.
+        solver, rtol, atol: the ODE solver and its tolerances (adaptive solvers).
+        steps: the number of equal steps of a fixed-grid solver.
         trace: ``exact`` | ``hutchinson(samples, noise)``.
         adjoint: integrate the backward pass with the adjoint method.
     """
@@ -135,6 +150,7 @@ class ODE(Bijection):
         net: Choice,
         t: float = 1.0,
         solver: Choice | str = "dopri5",
+        steps: int = 20,
         rtol: float = 1e-5,
         atol: float = 1e-5,
         trace: Choice | str = "hutchinson",
@@ -155,8 +171,9 @@ class ODE(Bijection):
         self.t1 = float(t)
         self.method = _word(solver)
         self.rtol, self.atol = float(rtol), float(atol)
+        self.steps = int(steps)
         if self.method in FIXED_GRID:
-            self.options: dict[str, Any] | None = {"step_size": self.t1 / FIXED_STEPS}
+            self.options: dict[str, Any] | None = {"grid_constructor": _UniformGrid(self.steps)}
         else:
             self.options = {"norm": _step_norm}
         self.exact_trace = _word(trace) == "exact"
@@ -205,9 +222,14 @@ class ODE(Bijection):
         return self._solve((y,), self._back)[0]
 
     def extra_repr(self) -> str:
+        control = (
+            f"steps={self.steps}"
+            if self.method in FIXED_GRID
+            else f"rtol={self.rtol}, atol={self.atol}"
+        )
         return (
-            f"in_shapes={self.in_shapes}, t={self.t1}, solver={self.method}, rtol={self.rtol}, "
-            f"atol={self.atol}, exact_trace={self.exact_trace}, adjoint={self.adjoint}"
+            f"in_shapes={self.in_shapes}, t={self.t1}, solver={self.method}, {control}, "
+            f"exact_trace={self.exact_trace}, adjoint={self.adjoint}"
         )
 
 
