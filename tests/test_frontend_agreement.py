@@ -221,7 +221,7 @@ FAST = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-LONG = settings(FAST, max_examples=3000)
+LONG = settings(FAST, max_examples=1000)
 
 
 @FAST
@@ -244,7 +244,7 @@ def test_many_mutated_programs_get_the_same_diagnostics_in_both_syntaxes(text):
 
 
 @pytest.mark.slow
-@settings(LONG, max_examples=1000)
+@settings(LONG, max_examples=300)
 @given(random_asts())
 def test_many_random_asts_get_the_same_diagnostics_in_both_syntaxes(program):
     assert_front_ends_agree(format_program(program))
