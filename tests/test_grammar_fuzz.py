@@ -143,7 +143,8 @@ def test_grammar_programs_mostly_parse():
     lowering and the passes, not only the syntax errors."""
     parsed = []
 
-    @settings(GRAMMAR_FAST, max_examples=40)
+    # derandomized: a fraction over a random draw of 40 must not make the suite flaky
+    @settings(GRAMMAR_FAST, max_examples=40, derandomize=True)
     @given(grammar_programs())
     def run(text):
         parsed.append(dsl.parse(Source("t.flow", text))[0] is not None)
