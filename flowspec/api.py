@@ -1,4 +1,8 @@
-"""The Python API: ``flowspec.check`` and ``flowspec.compile``."""
+"""``flowspec.check``: the torch-free half of the Python API.
+
+Kept apart from :mod:`flowspec.compiler` (``flowspec.compile``, which imports torch) so
+that ``import flowspec`` and ``flowspec check`` never load torch.
+"""
 
 from __future__ import annotations
 

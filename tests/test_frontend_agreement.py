@@ -221,7 +221,8 @@ FAST = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-LONG = settings(FAST, max_examples=1000)
+#: the long runs are derandomized so CI sees the same 1,000 programs every time
+LONG = settings(FAST, max_examples=1000, derandomize=True)
 
 
 @FAST
@@ -420,3 +421,32 @@ def test_the_yaml_of_the_deepest_flow_spec_is_read_like_the_spec():
     deepest = errors(nested(n))
     assert [d[0] for d in deepest] == ["E200"]  # `seed`, found at the bottom in both
     assert deepest[0][1] == n + 3
+
+
+IRESNET_HEAD = (
+    "flow f {\n    input x: [2]\n    require lipschitz <= 7\n"
+    "    require inverse_lipschitz <= 1000\n    let c = 0.9\n"
+    "    x = residual(x, net=mlp(hidden=[8], act=elu), lipschitz=c)\n    output x\n}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("<= 7", "<= c"),
+        ("<= 1000", "<= n"),
+        ("let c = 0.9", "let c = n"),
+        ("    let c = 0.9\n", ""),
+        ("let c = 0.9", "let c = 1/0"),
+        ("let c = 0.9", "let c = 1.5"),
+        ("<= 7", "<= 2*3"),
+        ("<= 7", "<= -1"),
+        ("<= 1000", "<= 0"),
+    ],
+)
+def test_require_steps_before_a_let_agree(old: str, new: str) -> None:
+    # the class the long run reported once (a YAML body with `require` steps before a
+    # `let`); not reproduced since, in 7 runs of 1,000 mutations each
+    text = IRESNET_HEAD.replace(old, new)
+    assert text != IRESNET_HEAD
+    errors(text)  # asserts that both syntaxes report the same diagnostics

@@ -3,7 +3,10 @@
 The hook sees the resolved options and the names the call wrote, so a default is never
 reported, only an option the user gave:
 
-    x = ode(x, net=mlp(hidden=[8], act=tanh), solver=euler, rtol=1e-6)  # W103 at `rtol=1e-6`
+    >>> from flowspec.checks.examples import diagnose
+    >>> diagnose("x = ode(x, net=mlp(hidden=[8], act=tanh), solver=euler, rtol=1e-6)")
+    W103 3:61 `rtol` has no effect with the fixed-step solver `euler`: it takes steps=20
+        equal steps and controls no error
 """
 
 from __future__ import annotations

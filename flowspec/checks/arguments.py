@@ -4,8 +4,11 @@ Resolves each block's options against the registry, fills defaults, and annotate
 ``Node.options`` for the passes after it.  Also resolves ``latent``, ``dequantize``
 and the ``require`` properties.
 
-    x = coupling.afine(x)             # E200 unknown block kind, did you mean `coupling.affine`?
-    x = shuffle(x, seed=-1)           # E201 `seed` must be at least 0
+    >>> from flowspec.checks.examples import diagnose
+    >>> diagnose("x = coupling.afine(x)")
+    E200 3:9 unknown block kind `coupling.afine`
+    >>> diagnose("x = shuffle(x, seed=-1)")
+    E201 3:25 `seed` must be at least 0, got -1
 """
 
 from __future__ import annotations

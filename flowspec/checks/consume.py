@@ -1,10 +1,18 @@
-"""Consumption (E300, E301): every tensor is consumed exactly once.
+r"""Consumption (E300, E301): every tensor is consumed exactly once.
 
 ``cond=`` reads a tensor without consuming it.  E301 points at the second use and
 labels the first.
 
-    a, b = split(x)
-    output a                          # E300: b is never consumed
+    >>> from flowspec.checks.examples import diagnose
+    >>> diagnose("a, b = split(x)\nx = actnorm(a)")
+    W100 2:5 2 of the 4 features of `x` [4] are never transformed by a
+        non-volume-preserving or coupling block (flat indices 2..3)
+    E300 3:8 tensor `b` is bound but never consumed (information dropped)
+    >>> diagnose("a, b = split(x)\nx = concat(a, a)\nx = actnorm(x)")
+    W100 2:5 2 of the 4 features of `x` [4] are never transformed by a
+        non-volume-preserving or coupling block (flat indices 2..3)
+    E300 3:8 tensor `b` is bound but never consumed (information dropped)
+    E301 4:19 tensor `a` is consumed twice
 """
 
 from __future__ import annotations

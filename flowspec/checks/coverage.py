@@ -1,11 +1,18 @@
-"""Feature coverage (W100) and repeated couplings (W101).
+r"""Feature coverage (W100) and repeated couplings (W101).
 
 Tracks, element by element, where each input feature goes: permutations move
 features, elementwise blocks and couplings transform them in place, mixing blocks
 (linear maps, residual, ODE, autoregressive) transform all of their input.
 
-    repeat 4 { x = coupling.affine(x) }     # W101 each time, and W100: the first half
-                                            # of x is never transformed
+    >>> from flowspec.checks.examples import diagnose
+    >>> diagnose("x = coupling.affine(x)\nx = coupling.affine(x)")
+    W100 2:5 2 of the 4 features of `x` [4] are never transformed by a
+        non-volume-preserving or coupling block (flat indices 0..1)
+    W101 4:9 this coupling updates the same features as the coupling before it, with no
+        permutation between
+    >>> diagnose("x = ode(x, net=mlp(hidden=[8], act=relu))")
+    W102 3:16 non-smooth activation `relu` inside an `ode` net: adaptive solvers take
+        many small steps at its kinks
 """
 
 from __future__ import annotations

@@ -4,8 +4,11 @@ Each kind's registry entry lists the problems of a configuration (a zero slope, 
 residual branch that is not contractive).  A ``cond=`` tensor must also be
 recoverable before the block that reads it is inverted.
 
-    x = leaky_relu(x, slope=0)                          # E302
-    x = residual(x, net=mlp(hidden=[64]), lipschitz=1.2)  # E303
+    >>> from flowspec.checks.examples import diagnose
+    >>> diagnose("x = leaky_relu(x, slope=0)")
+    E302 3:23 leaky_relu with slope=0 is not invertible
+    >>> diagnose("x = residual(x, net=mlp(hidden=[64]), lipschitz=1.2)")
+    E303 3:43 residual block needs lipschitz < 1 to be invertible, got 1.2
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Lipschitz bounds (E400): ``require lipschitz <= L`` / ``inverse_lipschitz <= L``.
+r"""Lipschitz bounds (E400): ``require lipschitz <= L`` / ``inverse_lipschitz <= L``.
 
 The bound is proven from the registry's per-block bounds.  Because every tensor is
 consumed once, the live tensors at any point are functions of disjoint groups of
@@ -9,7 +9,12 @@ constant among the outputs.  The inverse is bounded the same way from the output
 back.  A block that reads ``cond=`` breaks disjointness; all such blocks are
 unbounded in the registry.
 
-    require lipschitz <= 2.0          # E400 when an affine coupling is unbounded
+    >>> from flowspec.checks.examples import diagnose
+    >>> diagnose("require lipschitz <= 2.0\nx = affine(x)")
+    E400 3:5 `require lipschitz <= 2` is not proven: Lip(F) has no bound because
+        `affine` is unbounded: its learned scale has no bound
+    >>> diagnose("require lipschitz <= 2.0\nx = residual(x, net=mlp(hidden=[8]), lipschitz=0.9)")
+    clean
 """
 
 from __future__ import annotations

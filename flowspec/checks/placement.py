@@ -1,7 +1,10 @@
 """Device placement (E500): the devices named by ``on`` blocks.
 
-on cuda:1 { x = actnorm(x) }      # fine
-on gpu { x = actnorm(x) }         # E500 unknown device, did you mean `cpu`?
+>>> from flowspec.checks.examples import diagnose
+>>> diagnose('on "cuda:1" { x = actnorm(x) }')
+clean
+>>> diagnose("on gpu { x = actnorm(x) }")
+E500 3:8 unknown device `gpu`
 """
 
 from __future__ import annotations

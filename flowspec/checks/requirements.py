@@ -1,7 +1,11 @@
-"""Requirements on the log-determinant and the inverse (E401).
+r"""Requirements on the log-determinant and the inverse (E401).
 
-require exact_logdet              # E401 if a block uses a stochastic estimator
-require analytic_inverse          # E401 if a block needs iteration or integration
+>>> from flowspec.checks.examples import diagnose
+>>> diagnose("require exact_logdet\nx = residual(x, net=mlp(hidden=[8]), logdet=roulette)")
+E401 4:42 `require exact_logdet` is violated: `residual` uses a stochastic log-det
+    estimator (logdet=roulette(p=0.5))
+>>> diagnose("require analytic_inverse\nx = residual(x, net=mlp(hidden=[8]))")
+E401 4:9 `require analytic_inverse` is violated: `residual` is inverted by iteration
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
-"""Shapes (E202): run each block's shape rule in program order.
+r"""Shapes (E202): run each block's shape rule in program order.
 
 Annotates ``Node.in_shapes`` / ``out_shapes`` and ``Tensor.shape``; a block whose
 inputs have unknown shapes (an earlier error) is skipped silently.
 
-    a, b = split(x, sizes=[3, 3])     # E202 when x has 5 features
-    x = squeeze(x)                    # E202 when H or W is odd
+    >>> from flowspec.checks.examples import diagnose
+    >>> diagnose("a, b = split(x, sizes=[3, 3])\nx = concat(a, b)", "[5]")
+    E202 3:21 split sizes [3, 3] add up to 6, but the axis has 5 features
+    >>> diagnose("x = squeeze(x)", "[1, 3, 4]")
+    E202 3:9 squeeze by 2 needs height and width divisible by 2, got 3×4
 """
 
 from __future__ import annotations
