@@ -122,7 +122,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from flowspec.summary import summary_table
 
     try:
-        table = summary_table(comp.flow_graph(args.flow), comp.source)
+        table = summary_table(comp, comp.flow_graph(args.flow))
     except SpecError as e:  # the module could not be built to count its parameters
         sys.stderr.write(render_text(e.diagnostics, e.sources))
         return EXIT_ERRORS

@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowspec.checks.lipschitz import lipschitz_bound
-from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph
 from flowspec.kinds import REGISTRY
+
+if TYPE_CHECKING:
+    from flowspec.driver import Compilation
 
 
 class GraphvizMissing(Exception):
@@ -33,7 +36,7 @@ def _bound(value) -> str:
     return "∞" if value is None else f"{value:.4g}"
 
 
-def parameter_counts(fg: FlowGraph, source: Source) -> list[int] | None:
+def parameter_counts(comp: Compilation, fg: FlowGraph) -> list[int] | None:
     """Parameters per block, counted on the ``meta`` device: nothing is allocated, and
     a spec `on cuda:1` is summarised on any machine.  None if torch is missing.
 
@@ -42,10 +45,8 @@ def parameter_counts(fg: FlowGraph, source: Source) -> list[int] | None:
     try:
         from flowspec import build
         from flowspec.compiler import build_class
-        from flowspec.driver import Compilation
     except ImportError:  # pragma: no cover - torch is a dependency
         return None
-    comp = Compilation(source)
     cls = build_class(comp, fg.name)
     module = build.shapes_only(cls)
     if module is None:
@@ -57,9 +58,10 @@ def parameter_counts(fg: FlowGraph, source: Source) -> list[int] | None:
     ]
 
 
-def summary_table(fg: FlowGraph, source: Source) -> str:
-    """One row per block: kind, line, shapes, parameters, classes, Lipschitz bounds."""
-    counts = parameter_counts(fg, source) or [0] * len(fg.blocks())
+def summary_table(comp: Compilation, fg: FlowGraph) -> str:
+    """One row per block of ``fg``, a flow of the caller's checked ``comp``: kind, line,
+    shapes, parameters, classes, Lipschitz bounds."""
+    counts = parameter_counts(comp, fg) or [0] * len(fg.blocks())
     header = (
         "#",
         "block",

@@ -379,7 +379,7 @@ def test_summary_counts_what_the_compiled_module_has():
             sum(p.numel() for p in getattr(module, f"b{i}").parameters())
             for i in range(len(fg.blocks()))
         ]
-        assert parameter_counts(fg, comp.source) == real, path.name
+        assert parameter_counts(comp, fg) == real, path.name
 
 
 # ------------------------------------------------------------- compile's size check
