@@ -58,8 +58,30 @@ def _read(path: str, args: argparse.Namespace) -> Compilation:
         raise UsageError(f"{path} is not a UTF-8 text file") from None
 
 
+def _spec_files(names: list[str], suffixes: tuple[str, ...] | None = None) -> list[str]:
+    """``names`` with each directory replaced by the specs below it (those ending in
+    one of ``suffixes``, when given); a directory with none is a usage error."""
+    from flowspec.driver import spec_files
+
+    files: list[str] = []
+    for name in names:
+        found = [str(p) for p in spec_files([name])]
+        if Path(name).is_dir():
+            found = [f for f in found if suffixes is None or f.endswith(suffixes)]
+            if not found:
+                what = (
+                    "`.flow` files"
+                    if suffixes == (".flow",)
+                    else ("flow specs (.flow files, or YAML with a `flowspec:` key)")
+                )
+                raise UsageError(f"no {what} in {name}")
+        files.extend(found)
+    return files
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     all_diags, sources = [], {}
+    args.files = _spec_files(args.files)
     for path in args.files:
         comp = _read(path, args)
         all_diags.extend(comp.diagnostics)
@@ -152,7 +174,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     from flowspec.syntax.fmt import format_source
 
     status, stale = EXIT_OK, []
-    for path in args.files:
+    for path in _spec_files(args.files, (".flow",)):
         if not path.endswith(".flow"):
             raise UsageError(f"{path}: fmt formats .flow files (YAML: `flowspec convert`)")
         source = _read(path, args).source

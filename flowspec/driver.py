@@ -8,6 +8,8 @@ go through :class:`Compilation`, so no path re-implements a stage.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
@@ -19,6 +21,40 @@ from flowspec.syntax.build import gc_paused
 from flowspec.syntax.limits import DEFAULT_LIMITS, Limits
 
 SPEC_SUFFIXES = (".flow", ".yaml", ".yml")
+
+#: a YAML file is a flow spec when it has the top-level key ``flowspec`` (the format
+#: version), wherever it stands: after comments, a ``---`` or other keys
+_YAML_SPEC_KEY = re.compile(r"""^(?:flowspec|"flowspec"|'flowspec')[ \t]*:""", re.MULTILINE)
+
+
+def is_spec_file(path: Path) -> bool:
+    """A ``.flow`` file, or a YAML file with a top-level ``flowspec:`` key (so that CI
+    configuration and other YAML in a repository is not taken for a spec).  Reads at
+    most the input size limit."""
+    if path.suffix == ".flow":
+        return True
+    if path.suffix not in SPEC_SUFFIXES:
+        return False
+    with path.open("rb") as f:
+        head = f.read(DEFAULT_LIMITS.max_bytes or 1 << 20)
+    return _YAML_SPEC_KEY.search(head.decode("utf-8", errors="replace")) is not None
+
+
+def spec_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The files named, with every directory replaced by the specs below it (sorted;
+    hidden directories such as ``.git`` and ``.venv`` skipped).  A file named
+    explicitly is kept whatever it holds: checking it says what is wrong."""
+    out: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_dir():
+            out.append(path)
+            continue
+        for found in sorted(path.rglob("*")):
+            hidden = any(part.startswith(".") for part in found.relative_to(path).parts)
+            if not hidden and found.is_file() and is_spec_file(found):
+                out.append(found)
+    return out
 
 
 class FlowNotFound(Exception):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from flowspec.core.diagnostics import render_text
-from flowspec.driver import SPEC_SUFFIXES, Compilation
+from flowspec.driver import Compilation, is_spec_file
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -25,12 +25,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path):
     config = parent.config
-    if not config.getoption("flowspec") or file_path.suffix not in SPEC_SUFFIXES:
-        return None
-    if file_path.suffix != ".flow" and not file_path.read_text(
-        errors="replace"
-    ).lstrip().startswith("flowspec:"):
-        return None  # a YAML file that is not a flow spec
+    if not config.getoption("flowspec") or not is_spec_file(file_path):
+        return None  # not a .flow file, nor a YAML file with a `flowspec:` key
     return SpecFile.from_parent(parent, path=file_path)
 
 
