@@ -71,8 +71,10 @@ def test_round_trip_and_log_det_against_brute_force(kind, order, iaf) -> None:
         z, ladj = b(x, cond=c)
         back, ladj_inv = b.inverse(z, cond=c)
     assert (z - x).abs().max().item() > 1e-2  # not the identity
-    assert (back - x).abs().max().item() < 1e-10
-    assert (ladj + ladj_inv).abs().max().item() < 1e-10
+    # the inverse is d sequential passes, each inverting a spline bin by the quadratic
+    # formula: its rounding compounds (1.2e-10 was seen on one CPU), so 1e-9 here
+    assert (back - x).abs().max().item() < 1e-9
+    assert (ladj + ladj_inv).abs().max().item() < 1e-9
     exact = torch.linalg.slogdet(jacobian(lambda v: b.transform(v, cond=c), x))[1]
     assert (ladj - exact).abs().max().item() < 1e-10
     with torch.no_grad():

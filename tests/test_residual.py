@@ -218,7 +218,9 @@ def test_exact_logdet_matches_brute_force() -> None:
     block = residual(d=4, hidden=(16, 16), c=0.97, logdet=Choice("exact"))
     x = torch.randn(6, 4, dtype=F64)
     y, ladj = block(x)
-    assert torch.allclose(y, block.transform(x), atol=0, rtol=0)
+    # forward runs g on d stacked copies of the batch (the Jacobian rows), transform on
+    # the batch alone: BLAS may sum in another order, so the two agree to rounding only
+    assert (y - block.transform(x)).abs().max().item() < 1e-13
     assert (ladj - jacobian_logdet(block, x)).abs().max().item() < 1e-10
 
 

@@ -15,7 +15,10 @@ and ``inverse_transform``.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +38,14 @@ class Flow(nn.Module):
     OUTPUT_SHAPES: tuple[tuple[int, ...], ...] = ()
     LATENT: Choice = Choice("normal")
     DEQUANTIZE: Choice | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # the generated methods check what they are given, so a wrong shape is a clear
+        # ValueError rather than a silently dropped feature or an unpacking error
+        super().__init_subclass__(**kwargs)
+        for name, check in _CHECKS.items():
+            if name in cls.__dict__:
+                setattr(cls, name, _checked(cls.__dict__[name], check))
 
     def __init__(self) -> None:
         super().__init__()
@@ -114,10 +125,47 @@ class Flow(nn.Module):
         return tuple(out) if len(out) > 1 else out[0]
 
     def _check_input(self, x: Tensor) -> None:
-        if tuple(x.shape[1:]) != self.input_shape:
+        if not isinstance(x, Tensor):
+            raise TypeError(
+                f"flow `{self.FLOW_NAME}` expects one tensor of shape "
+                f"{_batch(self.input_shape)}, got {type(x).__name__}"
+            )
+        if x.dim() == 0 or tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
-                f"flow `{self.FLOW_NAME}` expects input of shape [B, "
-                f"{', '.join(map(str, self.input_shape))}], got {list(x.shape)}"
+                f"flow `{self.FLOW_NAME}` expects input of shape "
+                f"{_batch(self.input_shape)}, got {list(x.shape)}"
+            )
+
+    def _check_latents(self, z: Any) -> None:
+        shapes = self.output_shapes
+        expected = " and ".join(_batch(s) for s in shapes)
+        if len(shapes) > 1:
+            if not isinstance(z, (tuple, list)) or len(z) != len(shapes):
+                got = f"{len(z)} tensors" if isinstance(z, (tuple, list)) else "one tensor"
+                raise ValueError(
+                    f"flow `{self.FLOW_NAME}` has {len(shapes)} outputs: the inverse "
+                    f"expects a tuple of {len(shapes)} latents, {expected}, got {got}"
+                )
+            latents = tuple(z)
+        else:
+            if not isinstance(z, Tensor):
+                raise TypeError(
+                    f"flow `{self.FLOW_NAME}` has one output: the inverse expects one "
+                    f"tensor of shape {expected}, got {type(z).__name__}"
+                )
+            latents = (z,)
+        for i, (t, shape) in enumerate(zip(latents, shapes)):
+            if not isinstance(t, Tensor) or t.dim() == 0 or tuple(t.shape[1:]) != shape:
+                got = list(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                which = f"latent {i} " if len(shapes) > 1 else "its latent "
+                raise ValueError(
+                    f"flow `{self.FLOW_NAME}`: the inverse expects {which}of shape "
+                    f"{_batch(shape)}, got {got}"
+                )
+        if len({t.shape[0] for t in latents}) > 1:
+            raise ValueError(
+                f"flow `{self.FLOW_NAME}`: the latents have different batch sizes "
+                f"{[t.shape[0] for t in latents]}"
             )
 
     # ---------------------------------------------------------- dequantization
@@ -164,3 +212,25 @@ class Flow(nn.Module):
 
     def extra_repr(self) -> str:
         return f"flow={self.FLOW_NAME!r}, input_shape={list(self.INPUT_SHAPE)}"
+
+
+def _batch(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(("B", *map(str, shape))) + "]"
+
+
+#: the generated methods and the check of their argument
+_CHECKS = {
+    "forward": Flow._check_input,
+    "transform": Flow._check_input,
+    "inverse": Flow._check_latents,
+    "inverse_transform": Flow._check_latents,
+}
+
+
+def _checked(method: Callable[..., Any], check: Callable[[Flow, Any], None]) -> Any:
+    @functools.wraps(method)
+    def checked(self: Flow, value: Any, *args: Any, **kwargs: Any) -> Any:
+        check(self, value)
+        return method(self, value, *args, **kwargs)
+
+    return checked
