@@ -300,7 +300,10 @@ def test_stochastic_forward_is_a_flag_not_a_class() -> None:
     torch.manual_seed(1)
     y1, l1 = block(x)
     y2, l2 = block(x)
-    assert torch.equal(y1, y2) and torch.equal(y1, block.transform(x))
+    assert torch.equal(y1, y2)
+    # forward evaluates g on the stacked probe copies, transform on the batch alone:
+    # equal to rounding (BLAS may sum in another order for another batch size)
+    assert (y1 - block.transform(x)).abs().max().item() < 1e-13
     assert not torch.equal(l1, l2)
 
 
