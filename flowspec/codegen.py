@@ -194,19 +194,24 @@ def _method(
     value_only: bool,
     placed: bool,
     line_of,
+    block_inverse: bool,
 ) -> list[str]:
-    """One straight-line method: ``forward``/``transform`` run the blocks in program
-    order, ``inverse``/``inverse_transform`` run their inverses in ``steps``' order."""
-    is_inverse = method.startswith("inverse")
+    """One straight-line method running ``steps`` in order: each block's own map, or
+    with ``block_inverse`` each block's inverse.  ``inverse``/``inverse_transform`` take
+    the latents ``z`` (a tuple when there are several); a flow with a ``context`` takes
+    it as a second argument, passed to the blocks that read it."""
     names = _Names(fg, steps, results)
     lines: list[str] = []
     w = lines.append
-    if is_inverse:
-        w(f"    def {method}(self, z):")
+    extra = ", context" if fg.context is not None else ""
+    if method.startswith("inverse"):
+        w(f"    def {method}(self, z{extra}):")
         unpacked = [names.bind(t) for t in args]
         w(f"        {', '.join(unpacked)} = z")
     else:
-        w(f"    def {method}(self, {names.bind(args[0])}):")
+        w(f"    def {method}(self, {names.bind(args[0])}{extra}):")
+    if fg.context is not None:
+        w(f"        {names.bind(fg.context)} = context")
     if placed:
         w(f"        home = {names[args[0]]}.device")
     where: dict[str, str | None] = {}  # tensor id → device it lives on (None: home)
@@ -225,10 +230,10 @@ def _method(
         targets = ", ".join(names.bind(t) for t in gives)
         call = ", ".join(call_args)
         if value_only or block.zero_ladj:
-            fn = "inverse_transform" if is_inverse else "transform"
+            fn = "inverse_transform" if block_inverse else "transform"
             w(f"        {targets} = self.{block.attr}.{fn}({call})")
         else:
-            fn = ".inverse" if is_inverse else ""
+            fn = ".inverse" if block_inverse else ""
             if not have_ladj:
                 w(f"        {targets}, ladj = self.{block.attr}{fn}({call})")
                 have_ladj = True
@@ -309,9 +314,15 @@ def generate(
     w("")
     w(f"    FLOW_NAME = {literal(fg.name)}")
     w(f"    SPEC_HASH = {literal(spec_hash(program, fg.name))}")
-    w(f"    INPUT_SHAPE = {literal(tuple(fg.input_shape))}")
-    out_shapes = tuple(tuple(fg.tensors[t].shape) for t in fg.outputs)
+    generative = fg.direction == "generative"
+    # the module is always data → latent; a generative flow's blocks run backwards
+    data, latents = (fg.outputs, (fg.input,)) if generative else ((fg.input,), fg.outputs)
+    w(f"    INPUT_SHAPE = {literal(tuple(fg.tensors[data[0]].shape))}")
+    out_shapes = tuple(tuple(fg.tensors[t].shape) for t in latents)
     w(f"    OUTPUT_SHAPES = {literal(out_shapes)}")
+    context = None if fg.context is None else tuple(fg.tensors[fg.context].shape)
+    w(f"    CONTEXT_SHAPE = {literal(context)}")
+    w(f"    DIRECTION = {literal(fg.direction)}")
     w(f"    LATENT = {literal(fg.latent_choice)}")
     w(f"    DEQUANTIZE = {literal(fg.dequantize_choice)}")
     devices = {b.attr: b.node.device for b in blocks if b.node.device is not None}
@@ -337,15 +348,18 @@ def generate(
     inverse = [
         (by_node[i], by_node[i].node.outputs, by_node[i].node.inputs) for i in _inverse_order(fg)
     ]
-    for method, steps, value_only in (
-        ("forward", forward, False),
-        ("transform", forward, True),
-        ("inverse", inverse, False),
-        ("inverse_transform", inverse, True),
+    # (module method, value only, runs the blocks' inverses)
+    for method, value_only, backwards in (
+        ("forward", False, generative),
+        ("transform", True, generative),
+        ("inverse", False, not generative),
+        ("inverse_transform", True, not generative),
     ):
-        is_inverse = method.startswith("inverse")
-        args, results = (fg.outputs, (fg.input,)) if is_inverse else ((fg.input,), fg.outputs)
-        out.extend(_method(fg, method, steps, args, results, value_only, placed, line_of))
+        steps = inverse if backwards else forward
+        args, results = (fg.outputs, (fg.input,)) if backwards else ((fg.input,), fg.outputs)
+        out.extend(
+            _method(fg, method, steps, args, results, value_only, placed, line_of, backwards)
+        )
         out.append("")
     w("")
     w(f"Model = {cls}")

@@ -119,6 +119,19 @@ def summary_table(comp: Compilation, fg: FlowGraph) -> str:
         f"{'stochastic' if stochastic else 'exact'}; proven Lip(F) ≤ {_bound(lip)}, "
         f"Lip(F⁻¹) ≤ {_bound(lip_inv)}",
     ]
+    if fg.context is not None:
+        lines.insert(
+            1,
+            f"context {fg.tensors[fg.context].name} {_shape(fg.context_shape)}: read by "
+            f"{sum(1 for u in fg.uses[fg.context] if u.read_only)} block(s); the module takes "
+            "it as log_prob(x, context=y), sample(n, context=y)",
+        )
+    if fg.direction == "generative":
+        lines.append(
+            "direction generative: the blocks map latent → data as written, so sample, "
+            "rsample and sample_and_log_prob run them as written and log_prob runs the "
+            "inverses (the `inverse` column)"
+        )
     return "\n".join(lines)
 
 

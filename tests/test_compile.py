@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from harness import with_fixed_context
 
 import flowspec
 from flowspec.driver import Compilation
@@ -36,9 +37,10 @@ def _batch_dependent(flow) -> bool:
 
 def prepared(path: Path, seed: int = 0, scale: float = 0.05):
     """A float64 module with every parameter moved off its (identity) initialisation
-    and data-dependent initialisations done, in eval mode."""
+    and data-dependent initialisations done, in eval mode; a conditional flow with one
+    fixed context bound into its entry points (tests/test_context.py varies it)."""
     torch.manual_seed(seed)
-    flow = flowspec.compile(path, dtype=torch.float64)
+    flow = with_fixed_context(flowspec.compile(path, dtype=torch.float64))
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(scale * torch.randn_like(p))
@@ -188,7 +190,7 @@ def test_written_model_py_reproduces_outputs_bit_for_bit(spec, tmp_path, monkeyp
     import importlib
 
     module = importlib.import_module(target.stem)
-    rebuilt = module.Model().double()
+    rebuilt = with_fixed_context(module.Model().double())
     rebuilt.load_state_dict(flow.state_dict())
     rebuilt.eval()
     x = data_for(flow, 4)

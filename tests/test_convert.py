@@ -320,12 +320,14 @@ def test_many_generated_programs_convert_losslessly(program):
 def test_a_spec_and_its_yaml_compile_to_modules_with_identical_outputs(path: Path, tmp_path):
     torch = pytest.importorskip("torch")
     compiler = pytest.importorskip("flowspec.compiler")
+    from harness import with_fixed_context
+
     converted = tmp_path / f"{path.stem}.yaml"
     converted.write_text(to_yaml(parse_flow(path.read_text())))
 
     def build(spec: Path):
         torch.manual_seed(0)
-        flow = compiler.compile(spec, dtype=torch.float64)
+        flow = with_fixed_context(compiler.compile(spec, dtype=torch.float64))
         g = torch.Generator().manual_seed(1)
         x = torch.rand((4, *flow.input_shape), generator=g, dtype=torch.float64) * 0.8 + 0.1
         torch.manual_seed(2)  # stochastic log-det estimators draw the same noise

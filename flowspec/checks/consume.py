@@ -1,7 +1,8 @@
 r"""Consumption (E300, E301): every tensor is consumed exactly once.
 
 ``cond=`` reads a tensor without consuming it.  E301 points at the second use and
-labels the first.
+labels the first.  A flow's ``context`` is only ever read; lowering reports passing it
+as a tensor (E304).
 
     >>> from flowspec.checks.examples import diagnose
     >>> diagnose("a, b = split(x)\nx = actnorm(a)")
@@ -25,6 +26,8 @@ def check_consumption(fg: FlowGraph) -> list[Diagnostic]:
     diags: list[Diagnostic] = []
     for tid, tensor in fg.tensors.items():
         uses = [u for u in fg.uses[tid] if not u.read_only]
+        if tid == fg.context:  # only ever read: lowering reports a consuming use (E304)
+            continue
         if not uses:
             rebound = _rebinding(fg, tid)
             labels = (Label(rebound, f"`{tensor.name}` is bound again here"),) if rebound else ()

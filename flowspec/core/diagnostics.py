@@ -70,6 +70,11 @@ CODES: dict[str, Code] = {
         Code("E301", "consumed-twice", "tensor consumed twice"),
         Code("E302", "not-invertible", "block not invertible as configured"),
         Code("E303", "not-contractive", "residual block not provably contractive"),
+        Code(
+            "E304",
+            "context-consumed",
+            "a flow's `context` passed as a tensor or output: it may only be read by `cond=`",
+        ),
         Code("E400", "lipschitz-unproven", "`require lipschitz` / `inverse_lipschitz` not proven"),
         Code(
             "E401", "requirement-violated", "`require exact_logdet` / `analytic_inverse` violated"

@@ -3,7 +3,8 @@
 Nodes are block instances (:class:`Node`, stored under the ``"node"`` attribute);
 edges carry the tensor (``key`` is the tensor's SSA id) from the block that produces
 it to the block that consumes it.  The ``input`` and ``output`` statements are nodes
-of kinds ``"input"`` and ``"output"``.  Flow-level facts (name, latent, requirements,
+of kinds ``"input"`` and ``"output"``, and a flow's ``context`` a node of kind
+``"context"`` whose tensor is only ever read.  Flow-level facts (name, latent, requirements,
 tensors) live in :class:`FlowGraph`.
 
 Lowering records nodes and edges; the networkx graph is built from them on first use
@@ -26,7 +27,7 @@ from flowspec.core.spans import Span
 if TYPE_CHECKING:
     import networkx as nx
 
-INPUT, OUTPUT = "input", "output"
+INPUT, OUTPUT, CONTEXT = "input", "output", "context"
 
 
 @dataclass
@@ -89,7 +90,7 @@ class Node:
 
     @property
     def is_block(self) -> bool:
-        return self.kind not in (INPUT, OUTPUT)
+        return self.kind not in (INPUT, OUTPUT, CONTEXT)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,11 @@ class FlowGraph:
     input: str | None = None  # tensor id
     input_shape: tuple[int, ...] | None = None
     outputs: tuple[str, ...] = ()  # tensor ids
+    context: str | None = None  # tensor id of the `context`, read by cond= only
+    context_shape: tuple[int, ...] | None = None
+    #: "normalizing" (blocks map data → latent) or "generative" (latent → data)
+    direction: str = "normalizing"
+    direction_span: Span | None = None
     latent: Any = None  # raw value (Word / Raw) and its span
     latent_span: Span | None = None
     dequantize: Any = None

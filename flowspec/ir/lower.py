@@ -1,6 +1,8 @@
 """Lowering: AST → IR graph.
 
-Expands ``let`` constants, ``repeat`` (with its index usable in expressions) and
+Expands ``let`` constants (a flow's, and the file's top-level ones, which every flow
+and block sees and a flow's or block's own ``let`` or option of the same name shadows),
+``repeat`` (with its index usable in expressions) and
 ``block`` calls (with defaults and a scope of their own), SSA-renames tensors, and
 records every use of every tensor.  Problems found on the way (an unknown tensor or
 constant, a bad repeat count, a recursive block, an unroll over :data:`MAX_NODES`)
@@ -11,40 +13,37 @@ from __future__ import annotations
 
 import math
 from collections import ChainMap
-from dataclasses import dataclass
 
 from flowspec.core.diagnostics import Diagnostic, Label, has_errors
 from flowspec.core.names import did_you_mean
 from flowspec.core.spans import Span
 from flowspec.ir.evaluate import EvalError, evaluate
-from flowspec.ir.graph import INPUT, OUTPUT, FlowGraph, Node, RawArg, Requirement, Tensor, Use
+from flowspec.ir.expand import BlockExpansion
+from flowspec.ir.graph import (
+    CONTEXT,
+    INPUT,
+    OUTPUT,
+    FlowGraph,
+    Node,
+    RawArg,
+    Requirement,
+    Tensor,
+    Use,
+)
+from flowspec.ir.scope import (
+    DIRECTIONS,
+    MAX_ITERATIONS,
+    MAX_NODES,
+    _Abort,
+    _Scope,
+)
 from flowspec.kinds import REGISTRY
 from flowspec.kinds.limits import MAX_FEATURES, MAX_RANK
 from flowspec.kinds.options import TensorName, describe
 from flowspec.syntax import ast
 
-#: the most block instances one flow may unroll to
-MAX_NODES = 10_000
-#: the most ``repeat`` iterations one flow may run, blocks or not (nested empty
-#: repeats would otherwise spin for ever without creating a node)
-MAX_ITERATIONS = 100_000
-#: the deepest chain of ``block`` calls (a block calling a block calling ...)
-MAX_BLOCK_DEPTH = 50
 
-
-class _Abort(Exception):
-    """Stop lowering this flow (the diagnostic is already recorded)."""
-
-
-@dataclass
-class _Scope:
-    tensors: dict[str, str]  # name → current tensor id
-    consts: ChainMap  # name → value
-    device: tuple[str, Span] | None
-    stack: tuple[tuple[str, Span], ...]  # block calls being expanded
-
-
-class _Lowerer:
+class _Lowerer(BlockExpansion):
     def __init__(self, program: ast.Program) -> None:
         self.blocks = {b.name.id: b for b in program.blocks}
         #: ``id`` of every block definition whose body some call has lowered
@@ -52,6 +51,27 @@ class _Lowerer:
         self.diagnostics: list[Diagnostic] = []
         self._counter = 0
         self._iterations = 0
+        #: the top-level ``let`` constants, visible in every flow and block of the file
+        self.globals: dict = {}
+        first: dict[str, ast.LetStmt] = {}
+        for let in program.lets:
+            if let.name.id in first:
+                self.error(
+                    "E201",
+                    f"top-level constant `{let.name.id}` is defined twice",
+                    let.name.span,
+                    labels=(Label(first[let.name.id].name.span, "first defined here"),),
+                    hint="rename one of them; a flow's own `let` may shadow a top-level one",
+                )
+                continue
+            first[let.name.id] = let
+            ok, v = self.try_evaluate(let.value, _Scope({}, ChainMap(self.globals), None, ()))
+            if ok:
+                self.globals[let.name.id] = v
+
+    def constants(self, own: dict | None = None) -> ChainMap:
+        """A scope of constants: ``own`` (written first) over the top-level ones."""
+        return ChainMap({} if own is None else own, self.globals)
 
     # ---------------------------------------------------------------- helpers
 
@@ -110,6 +130,17 @@ class _Lowerer:
             )
             self.error("E201" if what == "constant" else "E200", msg, ref.span, hint=hint)
             return None
+        if tid == fg.context and not read_only:
+            context = fg.tensors[tid]
+            self.error(
+                "E304",
+                f"the context `{ref.name}` is read-only: it conditions blocks but is never "
+                "transformed or consumed",
+                ref.span,
+                hint=f"pass it as `cond={ref.name}` to condition a block on it",
+                labels=(Label(context.span, f"`{ref.name}` is the flow's context"),),
+            )
+            return None
         fg.uses[tid].append(Use(node_id, ref.span, read_only))
         producer = fg.tensors[tid].producer
         fg.add_edge(producer, node_id, tid, read_only)
@@ -133,7 +164,7 @@ class _Lowerer:
         """The flow's graph, or None when its expansion was cut short (E203): the
         passes would only report the damage of the cut."""
         fg = FlowGraph(flow.name.id, flow.span)
-        scope = _Scope({}, ChainMap({}), None, ())
+        scope = _Scope({}, self.constants(), None, ())
         body = flow.body
         if not body or not isinstance(body[0], ast.InputStmt):
             where = body[0].span if body else flow.name.span
@@ -155,6 +186,16 @@ class _Lowerer:
             self.lower_body(fg, body, scope, in_block=False)
         except _Abort:
             return None
+        if fg.direction == "generative" and len(fg.outputs) > 1:
+            self.error(
+                "E204",
+                f"a generative flow maps its latent to one data tensor, but `output` lists "
+                f"{len(fg.outputs)}",
+                body[-1].span,
+                labels=(Label(fg.direction_span, "generative here"),),
+                hint="concatenate the outputs into one tensor, or write the flow in the "
+                "normalizing direction",
+            )
         return fg
 
     def lower_body(self, fg: FlowGraph, body: tuple, scope: _Scope, in_block: bool):
@@ -171,6 +212,12 @@ class _Lowerer:
     def lower_stmt(self, fg: FlowGraph, stmt, scope: _Scope, in_block: bool):
         if isinstance(stmt, ast.InputStmt):
             self.lower_input(fg, stmt, scope, in_block)
+        elif isinstance(stmt, ast.ContextStmt):
+            self.lower_context(fg, stmt, scope, in_block)
+        elif isinstance(stmt, ast.DirectionStmt):
+            self.flow_level(fg, stmt, in_block, "direction")
+            if not in_block:
+                self.lower_direction(fg, stmt)
         elif isinstance(stmt, ast.LatentStmt):
             self.flow_level(fg, stmt, in_block, "latent")
             if not in_block:
@@ -248,54 +295,108 @@ class _Lowerer:
         if in_block or fg.input is not None:
             self.error("E204", "a flow has exactly one `input`, as its first statement", stmt.span)
             return
-        dims: list[int] | None = []
-        for d in stmt.shape:
-            ok, v = self.try_evaluate(d, scope, numeric=True)
-            if not ok:
-                dims = None
-                break
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                got = f"the float {v!r}" if isinstance(v, float) else v
-                self.error("E201", f"a shape entry must be a positive integer, got {got}", d.span)
-                dims = None
-                break
-            if v > MAX_FEATURES:
-                self.error("E201", f"shape entry {v} is too large: at most {MAX_FEATURES}", d.span)
-                dims = None
-                break
-            dims.append(v)
-        if dims and len(dims) > MAX_RANK:
-            self.error(
-                "E201",
-                f"the input shape has too many axes: {len(dims)}, at most {MAX_RANK}",
-                stmt.shape[0].span.to(stmt.shape[-1].span),
-            )
-            dims = None
-        if dims and math.prod(dims) > MAX_FEATURES:
-            self.error(
-                "E201",
-                f"the input has too many features per sample: {' × '.join(map(str, dims))} = "
-                f"{math.prod(dims)}, at most {MAX_FEATURES}",
-                stmt.shape[0].span.to(stmt.shape[-1].span),
-            )
-            dims = None
-        if dims == []:
-            self.error(
-                "E201",
-                "the input shape needs at least one axis",
-                stmt.span,
-                hint="write the shape without the batch axis, such as [2]",
-            )
-            dims = None
+        dims = self.shape(stmt, scope, "input")
         # bind the input even when its shape is bad, so its uses are not unknown tensors
         node = self.new_node(fg, Node(self.fresh("in"), INPUT, stmt.span, stmt.span))
         tid = self.bind(fg, scope, stmt.name, node.id)
         node.outputs = (tid,)
         fg.input = tid
         if dims is not None:
-            node.out_shapes = [tuple(dims)]
-            fg.input_shape = tuple(dims)
-            fg.tensors[tid].shape = tuple(dims)
+            node.out_shapes = [dims]
+            fg.input_shape = dims
+            fg.tensors[tid].shape = dims
+
+    def lower_context(
+        self, fg: FlowGraph, stmt: ast.ContextStmt, scope: _Scope, in_block: bool
+    ) -> None:
+        """``context y: [d]``: a tensor every ``cond=`` may read and nothing consumes."""
+        self.flow_level(fg, stmt, in_block, "context")
+        if in_block:
+            return
+        if fg.context is not None:
+            first = fg.tensors[fg.context]
+            self.error(
+                "E204",
+                "a flow has at most one `context`",
+                stmt.span,
+                labels=(Label(first.span, f"`{first.name}` is the context"),),
+                hint="concatenate the conditioning variables into one context tensor",
+            )
+            return
+        if stmt.name.id in scope.tensors:
+            self.error(
+                "E201",
+                f"the context cannot take the name `{stmt.name.id}` of a tensor",
+                stmt.name.span,
+                hint="give the context a name of its own, such as `y`",
+            )
+            return
+        dims = self.shape(stmt, scope, "context")
+        node = self.new_node(fg, Node(self.fresh("ctx"), CONTEXT, stmt.span, stmt.span))
+        tid = self.bind(fg, scope, stmt.name, node.id)
+        node.outputs = (tid,)
+        fg.context = tid
+        if dims is not None:
+            node.out_shapes = [dims]
+            fg.context_shape = dims
+            fg.tensors[tid].shape = dims
+
+    def lower_direction(self, fg: FlowGraph, stmt: ast.DirectionStmt) -> None:
+        word = stmt.word.id
+        if fg.direction_span is not None:
+            self.error("E204", "a flow states its `direction` once", stmt.span)
+        elif word not in DIRECTIONS:
+            self.error(
+                "E200",
+                f"unknown direction `{word}`: a flow is `normalizing` (data → latent, the "
+                "default) or `generative` (latent → data)",
+                stmt.word.span,
+                hint=did_you_mean(word, DIRECTIONS),
+            )
+        else:
+            fg.direction, fg.direction_span = word, stmt.span
+
+    def shape(
+        self, stmt: ast.InputStmt | ast.ContextStmt, scope: _Scope, what: str
+    ) -> tuple[int, ...] | None:
+        """The dimensions of an ``input`` or ``context`` shape, or None (reported)."""
+        dims: list[int] | None = []
+        for d in stmt.shape:
+            ok, v = self.try_evaluate(d, scope, numeric=True)
+            if not ok:
+                return None
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                got = f"the float {v!r}" if isinstance(v, float) else v
+                self.error("E201", f"a shape entry must be a positive integer, got {got}", d.span)
+                return None
+            if v > MAX_FEATURES:
+                self.error("E201", f"shape entry {v} is too large: at most {MAX_FEATURES}", d.span)
+                return None
+            dims.append(v)
+        if dims and len(dims) > MAX_RANK:
+            self.error(
+                "E201",
+                f"the {what} shape has too many axes: {len(dims)}, at most {MAX_RANK}",
+                stmt.shape[0].span.to(stmt.shape[-1].span),
+            )
+            return None
+        if dims and math.prod(dims) > MAX_FEATURES:
+            self.error(
+                "E201",
+                f"the {what} has too many features per sample: "
+                f"{' × '.join(map(str, dims))} = {math.prod(dims)}, at most {MAX_FEATURES}",
+                stmt.shape[0].span.to(stmt.shape[-1].span),
+            )
+            return None
+        if not dims:
+            self.error(
+                "E201",
+                f"the {what} shape needs at least one axis",
+                stmt.span,
+                hint="write the shape without the batch axis, such as [2]",
+            )
+            return None
+        return tuple(dims)
 
     def lower_repeat(
         self, fg: FlowGraph, stmt: ast.RepeatStmt, scope: _Scope, in_block: bool
@@ -384,117 +485,6 @@ class _Lowerer:
         node.inputs, node.input_spans, node.args = tuple(inputs), tuple(input_spans), tuple(args)
         node.n_positional = sum(1 for a in call.args if a.key is None)
         node.outputs = tuple(self.bind(fg, scope, t, node.id) for t in stmt.targets)
-
-    def expand_block(self, fg: FlowGraph, stmt: ast.Assign, scope: _Scope) -> None:
-        call = stmt.call
-        block = self.blocks[call.kind.id]
-        if any(name == block.name.id for name, _ in scope.stack):
-            self.error(
-                "E203",
-                f"block `{block.name.id}` calls itself; recursion would unroll without end",
-                call.kind.span,
-                labels=(Label(block.name.span, "defined here"),),
-            )
-            return
-        if len(scope.stack) >= MAX_BLOCK_DEPTH:
-            self.error(
-                "E203",
-                f"block calls nest deeper than {MAX_BLOCK_DEPTH} levels",
-                call.kind.span,
-            )
-            raise _Abort
-        tensor_params = [p for p in block.params if p.default is None]
-        option_params = [p.name.id for p in block.params if p.default is not None]
-        positional = [a for a in call.args if a.key is None]
-        keywords = [a for a in call.args if a.key is not None]
-        if len(positional) != len(tensor_params):
-            self.error(
-                "E201",
-                f"block `{block.name.id}` takes {len(tensor_params)} tensor(s), "
-                f"got {len(positional)}",
-                call.span,
-                labels=(Label(block.name.span, "defined here"),),
-            )
-            return
-        consts = self.defaults(block)
-        given: set[str] = set()
-        for a in keywords:
-            if a.key.id in given:
-                self.error("E201", f"option `{a.key.id}` given twice", a.span)
-                continue
-            given.add(a.key.id)
-            if a.key.id not in option_params:
-                self.error(
-                    "E200",
-                    f"block `{block.name.id}` has no option `{a.key.id}`",
-                    a.key.span,
-                    hint=did_you_mean(a.key.id, option_params),
-                )
-                continue
-            ok, v = self.try_evaluate(a.value, scope)
-            if ok:
-                consts[a.key.id] = v
-        # the block's own scope: its tensor parameters bound to the caller's tensors
-        inner = _Scope(
-            {}, ChainMap(consts), scope.device, (*scope.stack, (block.name.id, call.span))
-        )
-        for param, arg in zip(tensor_params, positional):
-            if not isinstance(arg.value, ast.Ref) or arg.value.name not in scope.tensors:
-                self.consume(fg, scope, arg.value, "<unused>")  # reports the error
-                return
-            inner.tensors[param.name.id] = scope.tensors[arg.value.name]
-        returned = self.block_body(fg, block, inner)
-        if returned is None:
-            return
-        if len(returned.names) != len(stmt.targets):
-            self.error(
-                "E201",
-                f"block `{block.name.id}` returns {len(returned.names)} "
-                f"tensor(s), but {len(stmt.targets)} name(s) are bound",
-                stmt.span,
-                labels=(Label(returned.span, "returned here"),),
-            )
-            return
-        for target, tid in zip(stmt.targets, self.returned_tensors(returned, inner)):
-            if tid is not None:  # the caller's name now refers to the block's result
-                scope.tensors[target.id] = tid
-        # tensors passed in are consumed by the block body; the caller's old bindings
-        # of the passed names are gone (they were consumed inside)
-
-    def defaults(self, block: ast.BlockDef) -> dict:
-        """The block's option parameters at their defaults (evaluated in no scope)."""
-        consts: dict = {}
-        for p in block.params:
-            if p.default is not None:
-                ok, v = self.try_evaluate(p.default, _Scope({}, ChainMap({}), None, ()))
-                if ok:
-                    consts[p.name.id] = v
-        return consts
-
-    def block_body(
-        self, fg: FlowGraph, block: ast.BlockDef, inner: _Scope
-    ) -> ast.ReturnStmt | None:
-        """Lower a block's body in its own scope; its ``return``, or None (E204)."""
-        self.expanded.add(id(block))
-        returned = self.lower_body(fg, block.body, inner, in_block=True)
-        if returned is None:
-            self.error("E204", f"block `{block.name.id}` has no `return`", block.name.span)
-        return returned
-
-    def returned_tensors(self, returned: ast.ReturnStmt, inner: _Scope) -> list[str | None]:
-        """The tensor ids a ``return`` names (None, and E200, for an unknown name)."""
-        out: list[str | None] = []
-        for name in returned.names:
-            tid = inner.tensors.get(name.id)
-            if tid is None:
-                self.error(
-                    "E200",
-                    f"unknown tensor `{name.id}`",
-                    name.span,
-                    hint=did_you_mean(name.id, inner.tensors),
-                )
-            out.append(tid)
-        return out
 
 
 def lower(program: ast.Program) -> tuple[list[FlowGraph], list[Diagnostic]]:

@@ -14,7 +14,6 @@ consumption and the flow-wide properties are checked where the block is called.
 
 from __future__ import annotations
 
-from collections import ChainMap
 from typing import TYPE_CHECKING
 
 from flowspec.ir.graph import INPUT, FlowGraph, Node
@@ -34,7 +33,7 @@ def check_unused_blocks(lowerer: _Lowerer, program: ast.Program) -> None:
             continue
         fg = FlowGraph(f"block {block.name.id}", block.span)
         stack = ((block.name.id, block.span),)  # so a call of itself is E203
-        scope = _Scope({}, ChainMap(lowerer.defaults(block)), None, stack)
+        scope = _Scope({}, lowerer.constants(lowerer.defaults(block)), None, stack)
         params = lowerer.new_node(
             fg, Node(lowerer.fresh("in"), INPUT, block.span, block.name.span)
         )

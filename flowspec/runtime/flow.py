@@ -6,9 +6,16 @@ log p(x) = log q(F(x)) + log|det J_F(x)| with q the latent (base) density::
     z, ladj = flow(x)                  # x: [B, *input_shape]; ladj: [B]
     x, ladj_inv = flow.inverse(z)
     flow.log_prob(x)                   # [B]
-    flow.sample(n)                     # [n, *input_shape]
+    flow.sample(n)                     # [n, *input_shape], no gradients
+    flow.rsample(n)                    # reparameterised: gradients reach the parameters
+    flow.sample_and_log_prob(n)        # x = F⁻¹(z), z ~ q, and log p(x) = log q(z) − ladj_inv
 
 With several outputs, ``z`` is a tuple in ``output`` order and ``inverse`` takes it.
+A flow with ``context y: [d]`` models p(x | y): every entry point takes ``context=``,
+one row per batch element or one unbatched ``[d]`` broadcast to the batch.  The module
+is data → latent whatever the spec's ``direction``: a ``direction generative`` spec's
+blocks run backwards in ``forward`` and as written in ``inverse``, so sampling (and
+``sample_and_log_prob``, the variational-inference pass) needs no iterative inverse.
 The generated subclass supplies straight-line ``forward``, ``inverse``, ``transform``
 and ``inverse_transform``.
 """
@@ -38,6 +45,8 @@ class Flow(nn.Module):
     OUTPUT_SHAPES: tuple[tuple[int, ...], ...] = ()
     LATENT: Choice = Choice("normal")
     DEQUANTIZE: Choice | None = None
+    CONTEXT_SHAPE: tuple[int, ...] | None = None
+    DIRECTION: str = "normalizing"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # the generated methods check what they are given, so a wrong shape is a clear
@@ -75,19 +84,31 @@ class Flow(nn.Module):
     def num_features(self) -> int:
         return math.prod(self.INPUT_SHAPE)
 
+    @property
+    def context_shape(self) -> tuple[int, ...] | None:
+        """The shape of the ``context`` (without the batch axis), or None."""
+        return None if self.CONTEXT_SHAPE is None else tuple(self.CONTEXT_SHAPE)
+
+    @property
+    def direction(self) -> str:
+        """The spec's ``direction``: ``normalizing`` or ``generative``."""
+        return self.DIRECTION
+
     # --------------------------------------------------------- generated API
 
-    def forward(self, x: Tensor) -> tuple[Tensor | tuple[Tensor, ...], Tensor]:
+    def forward(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor | tuple[Tensor, ...], Tensor]:
         raise NotImplementedError
 
-    def inverse(self, z) -> tuple[Tensor, Tensor]:
+    def inverse(self, z, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
-    def transform(self, x: Tensor):
-        return self.forward(x)[0]
+    def transform(self, x: Tensor, context: Tensor | None = None):
+        return self.forward(x, context)[0]
 
-    def inverse_transform(self, z) -> Tensor:
-        return self.inverse(z)[0]
+    def inverse_transform(self, z, context: Tensor | None = None) -> Tensor:
+        return self.inverse(z, context)[0]
 
     # ------------------------------------------------------------ densities
 
@@ -168,6 +189,44 @@ class Flow(nn.Module):
                 f"{[t.shape[0] for t in latents]}"
             )
 
+    def _context(self, context: Any, n: int) -> Tensor | None:
+        """The context for a batch of ``n``: checked against ``context_shape``, and an
+        unbatched ``[d]`` (or ``[1, d]``) context broadcast to the batch."""
+        shape = self.CONTEXT_SHAPE
+        if shape is None:
+            if context is not None:
+                raise TypeError(
+                    f"flow `{self.FLOW_NAME}` has no context, but context= was given; "
+                    "declare one in the spec with `context y: [d]`"
+                )
+            return None
+        shape = tuple(shape)
+        if context is None:
+            raise ValueError(
+                f"flow `{self.FLOW_NAME}` models p(x | context): pass context= of shape "
+                f"{_batch(shape)} or {list(shape)}"
+            )
+        if not isinstance(context, Tensor):
+            raise TypeError(
+                f"flow `{self.FLOW_NAME}`: context must be a tensor of shape {_batch(shape)}, "
+                f"got {type(context).__name__}"
+            )
+        if tuple(context.shape) == shape:
+            return context.expand(n, *shape)
+        if context.dim() == len(shape) + 1 and tuple(context.shape[1:]) == shape:
+            if context.shape[0] == n:
+                return context
+            if context.shape[0] == 1:
+                return context.expand(n, *shape)
+            raise ValueError(
+                f"flow `{self.FLOW_NAME}`: a batch of {n} needs {n} contexts (or one), "
+                f"got {context.shape[0]}"
+            )
+        raise ValueError(
+            f"flow `{self.FLOW_NAME}` expects a context of shape {_batch(shape)} or "
+            f"{list(shape)}, got {list(context.shape)}"
+        )
+
     # ---------------------------------------------------------- dequantization
 
     def dequantize(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -185,8 +244,9 @@ class Flow(nn.Module):
         levels = 2 ** self.DEQUANTIZE["bits"]
         return torch.floor(y * levels).clamp_(0, levels - 1)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """log p(x) = log q(F(x)) + log|det J_F(x)|, per batch element: [B].
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """log p(x) = log q(F(x)) + log|det J_F(x)| (given ``context`` when the flow has
+        one), per batch element: [B].
 
         With ``dequantize``, x holds integers and this is the dequantised lower bound
         of the discrete log-likelihood (one noise draw)."""
@@ -194,21 +254,45 @@ class Flow(nn.Module):
         ladj0 = None
         if self.DEQUANTIZE is not None:
             x, ladj0 = self.dequantize(x)
-        z, ladj = self(x)
+        z, ladj = self(x, context=context)
         lp = self.base_log_prob(z) + ladj
         return lp if ladj0 is None else lp + ladj0
 
-    def bits_per_dim(self, x: Tensor) -> Tensor:
+    def bits_per_dim(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """−log₂ p(x) / D, per batch element."""
-        return -self.log_prob(x) / (self.num_features * math.log(2.0))
+        return -self.log_prob(x, context) / (self.num_features * math.log(2.0))
 
     @torch.no_grad()
-    def sample(self, n: int) -> Tensor:
-        """``n`` samples of shape ``[n, *input_shape]`` (integers with ``dequantize``)."""
-        x = self.inverse_transform(self.sample_latent(n))
+    def sample(self, n: int, context: Tensor | None = None) -> Tensor:
+        """``n`` samples of shape ``[n, *input_shape]`` (integers with ``dequantize``);
+        with a context, one context per sample (``[n, *context_shape]``) or one for all."""
+        x = self.inverse_transform(self.sample_latent(_count(n)), context=context)
         if self.DEQUANTIZE is not None:
             x = self.quantize(x)
         return x
+
+    def rsample(self, n: int, context: Tensor | None = None) -> Tensor:
+        """``n`` reparameterised samples x = F⁻¹(z), z ~ q: gradients flow from x to the
+        parameters (and to the context), as variational inference needs."""
+        self._continuous("rsample")
+        return self.inverse_transform(self.sample_latent(_count(n)), context=context)
+
+    def sample_and_log_prob(self, n: int, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` reparameterised samples and their log-density in one pass through
+        F⁻¹: log p(x) = log q(z) − log|det J_{F⁻¹}(z)|.  For a ``direction generative``
+        spec this runs the blocks as written (no iterative inverse for planar, radial
+        or IAF blocks); the reverse KL E_q[log q(x) − log p*(x)] is then a mean."""
+        self._continuous("sample_and_log_prob")
+        z = self.sample_latent(_count(n))
+        x, ladj_inv = self.inverse(z, context=context)
+        return x, self.base_log_prob(z) - ladj_inv
+
+    def _continuous(self, what: str) -> None:
+        if self.DEQUANTIZE is not None:
+            raise ValueError(
+                f"flow `{self.FLOW_NAME}` dequantizes integer data: {what} has no gradient "
+                "through the rounding; use sample(n) for integer samples"
+            )
 
     def extra_repr(self) -> str:
         return f"flow={self.FLOW_NAME!r}, input_shape={list(self.INPUT_SHAPE)}"
@@ -216,6 +300,20 @@ class Flow(nn.Module):
 
 def _batch(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(("B", *map(str, shape))) + "]"
+
+
+def _count(n: Any) -> int:
+    """A number of samples: a non-negative int (not a bool, not a float)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"the number of samples must be an int, got {n!r}")
+    if n < 0:
+        raise ValueError(f"the number of samples must be ≥ 0, got {n}")
+    return n
+
+
+def _batch_size(value: Any) -> int:
+    first = value[0] if isinstance(value, (tuple, list)) else value
+    return int(first.shape[0])
 
 
 #: the generated methods and the check of their argument
@@ -229,8 +327,11 @@ _CHECKS = {
 
 def _checked(method: Callable[..., Any], check: Callable[[Flow, Any], None]) -> Any:
     @functools.wraps(method)
-    def checked(self: Flow, value: Any, *args: Any, **kwargs: Any) -> Any:
+    def checked(self: Flow, value: Any, context: Tensor | None = None) -> Any:
         check(self, value)
-        return method(self, value, *args, **kwargs)
+        if self.CONTEXT_SHAPE is None:
+            self._context(context, 0)  # a context given to a flow without one: TypeError
+            return method(self, value)
+        return method(self, value, self._context(context, _batch_size(value)))
 
     return checked

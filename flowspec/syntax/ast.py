@@ -117,6 +117,23 @@ class InputStmt:
 
 
 @dataclass(frozen=True)
+class ContextStmt:
+    """``context y: [1]``: an external conditioning tensor, read by ``cond=`` only."""
+
+    name: Name
+    shape: tuple[Value, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class DirectionStmt:
+    """``direction generative`` (the blocks map latent → data) or ``normalizing``."""
+
+    word: Name
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class LatentStmt:
     kind: Value  # a Ref (``normal``) or a Call (``normal()``)
     span: Span = _span()
@@ -178,6 +195,8 @@ class ReturnStmt:
 
 Stmt = Union[
     InputStmt,
+    ContextStmt,
+    DirectionStmt,
     LatentStmt,
     LetStmt,
     Assign,
@@ -219,8 +238,13 @@ class BlockDef:
 
 @dataclass(frozen=True)
 class Program:
-    items: tuple[Flow | BlockDef, ...]
+    #: flows, block definitions and top-level ``let`` constants, in file order
+    items: tuple[Flow | BlockDef | LetStmt, ...]
     span: Span = _span()
+
+    @property
+    def lets(self) -> tuple[LetStmt, ...]:
+        return tuple(i for i in self.items if isinstance(i, LetStmt))
 
     @property
     def flows(self) -> tuple[Flow, ...]:

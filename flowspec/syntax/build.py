@@ -113,6 +113,8 @@ _BUILDERS: dict[str, Callable[[list, Span], Any]] = {
     "block_def": _block_def,
     "param": lambda v, s: ast.Param(v[0], v[2], s),
     "input_stmt": lambda v, s: ast.InputStmt(v[1], v[3], s),
+    "context_stmt": lambda v, s: ast.ContextStmt(v[1], v[3], s),
+    "direction_stmt": lambda v, s: ast.DirectionStmt(v[1], s),
     "shape": lambda v, s: tuple(_nodes(v)),
     "latent_stmt": lambda v, s: ast.LatentStmt(_as_value(v[1]), s),
     "dequantize_stmt": lambda v, s: ast.DequantizeStmt(_as_value(v[1]), s),

@@ -27,6 +27,8 @@ KEYWORDS = (
     "flow",
     "block",
     "input",
+    "context",
+    "direction",
     "latent",
     "let",
     "repeat",
@@ -172,6 +174,8 @@ _OPERATORS = {"PLUS": "+", "MINUS": "-", "STAR": "*", "SLASH": "/", "PERCENT": "
 #: words that start a statement inside a flow or block, and at top level
 _STATEMENT_KEYWORDS = (
     "input",
+    "context",
+    "direction",
     "latent",
     "let",
     "repeat",

@@ -245,7 +245,7 @@ class _Attacher:
             return [self.braces(node, after, node.body)]
         if isinstance(node, ast.OnStmt):
             return [self.braces(node, node.device.span.end, node.body)]
-        if isinstance(node, ast.InputStmt):
+        if isinstance(node, (ast.InputStmt, ast.ContextStmt)):
             opener = self.find(node.name.span.end, "[")
             return [self.container(_key(node, "shape"), opener, node.span.end, list(node.shape))]
         if isinstance(node, ast.Assign):
@@ -364,7 +364,11 @@ class _Printer:
         lines: list[str] = []
         for i, item in enumerate(program.items):
             lead = _strip_blanks(self.c.leading.get(id(item), []), start=True)
-            if i:
+            # consecutive top-level constants stay together, as in a flow's body
+            together = isinstance(item, ast.LetStmt) and isinstance(
+                program.items[i - 1], ast.LetStmt
+            )
+            if i and not (together and not lead):
                 lines.append("")
             lines.extend(_comment_lines(lead, ""))
             lines.extend(self.with_trailing(item, self.item(item)))
@@ -374,6 +378,8 @@ class _Printer:
         return "\n".join(lines).rstrip("\n") + "\n" if lines else ""
 
     def item(self, item) -> list[str]:
+        if isinstance(item, ast.LetStmt):
+            return self.statement(item, 0)
         if isinstance(item, ast.Flow):
             head = [f"flow {item.name.id} {{"]
         else:
@@ -440,6 +446,18 @@ class _Printer:
                 self.item_lines,
                 value_text,
             )
+        if isinstance(stmt, ast.ContextStmt):
+            return self.bracketed(
+                indent,
+                f"context {stmt.name.id}: [",
+                stmt.shape,
+                "]",
+                _key(stmt, "shape"),
+                self.item_lines,
+                value_text,
+            )
+        if isinstance(stmt, ast.DirectionStmt):
+            return [f"{pad}direction {stmt.word.id}"]
         if isinstance(stmt, ast.LatentStmt):
             return self.value_lines(stmt.kind, indent, "latent ", "")
         if isinstance(stmt, ast.DequantizeStmt):

@@ -65,6 +65,8 @@ STATEMENT_KEYS = (
     "repeat",
     "on",
     "input",
+    "context",
+    "direction",
     "latent",
     "dequantize",
     "require",
@@ -341,6 +343,21 @@ def build_schema() -> dict:
             {"input": _ref("name"), "shape": _ref("shape")},
             "an input statement: {input: NAME, shape: [...]}",
         ),
+        "stmt.context": _closed(
+            ["context", "shape"],
+            {"context": _ref("name"), "shape": _ref("shape")},
+            "a context statement: {context: NAME, shape: [...]}",
+        ),
+        "stmt.direction": _closed(
+            ["direction"],
+            {"direction": _ref("direction")},
+            "a direction statement: {direction: generative}",
+        ),
+        "direction": {
+            "type": "string",
+            "description": "normalizing (data → latent, the default) or generative "
+            "(latent → data)",
+        },
         "stmt.latent": _closed(
             ["latent"],
             {"latent": _ref("word_or_call")},
@@ -398,12 +415,18 @@ def build_schema() -> dict:
                     {"name": _ref("name"), "shape": _ref("shape")},
                     "a flow's input: {name: x, shape: [2]}",
                 ),
+                "context": _closed(
+                    ["name", "shape"],
+                    {"name": _ref("name"), "shape": _ref("shape")},
+                    "a flow's conditioning tensor: {name: y, shape: [1]}",
+                ),
+                "direction": _ref("direction"),
                 "latent": _ref("word_or_call"),
                 "dequantize": _ref("word_or_call"),
                 "body": _ref("body"),
                 "output": _ref("names"),
             },
-            "a flow: {name, input, latent, dequantize, body, output}",
+            "a flow: {name, input, context, direction, latent, dequantize, body, output}",
         ),
         "block": _closed(
             ["name"],
@@ -428,6 +451,11 @@ def build_schema() -> dict:
         "required": ["flowspec"],
         "properties": {
             "flowspec": {"const": 1, "description": "the version of the format: 1"},
+            "lets": {
+                "type": "array",
+                "items": _ref("stmt.let"),
+                "description": "constants visible in every flow and block: {let, value}",
+            },
             "blocks": {"type": "array", "items": _ref("block")},
             "flows": {"type": "array", "items": _ref("flow")},
         },

@@ -78,14 +78,23 @@ def _fail(message: str, node, hint: str | None = None):
 def to_data(program: ast.Program) -> dict:
     """The plain data (dicts, lists, scalars) of the YAML form of ``program``."""
     out = _Block(flowspec=1)
-    blocks = [_block(b) for b in program.blocks]
-    flows = [_flow(f) for f in program.flows]
-    groups = [("blocks", blocks), ("flows", flows)]
-    if program.items and isinstance(program.items[0], ast.Flow):
-        groups.reverse()
-    for key, items in groups:
-        if items:
-            out[key] = items
+    groups = {
+        "lets": [_statement(s) for s in program.lets],
+        "blocks": [_block(b) for b in program.blocks],
+        "flows": [_flow(f) for f in program.flows],
+    }
+    # the groups in the order their first item comes in the file
+    first = {"lets": ast.LetStmt, "blocks": ast.BlockDef, "flows": ast.Flow}
+    order = sorted(
+        groups,
+        key=lambda g: next(
+            (i for i, item in enumerate(program.items) if isinstance(item, first[g])),
+            len(program.items),
+        ),
+    )
+    for key in order:
+        if groups[key]:
+            out[key] = groups[key]
     return out
 
 
@@ -100,6 +109,11 @@ def _flow(flow: ast.Flow) -> dict:
     if body and isinstance(body[0], ast.InputStmt):
         stmt = body.pop(0)
         out["input"] = {"name": stmt.name.id, "shape": [_value(d) for d in stmt.shape]}
+    if body and isinstance(body[0], ast.ContextStmt):
+        stmt = body.pop(0)
+        out["context"] = {"name": stmt.name.id, "shape": [_value(d) for d in stmt.shape]}
+    if body and isinstance(body[0], ast.DirectionStmt):
+        out["direction"] = body.pop(0).word.id
     for key, kind in (("latent", ast.LatentStmt), ("dequantize", ast.DequantizeStmt)):
         if body and isinstance(body[0], kind):
             out[key] = _value(body.pop(0).kind)
@@ -142,6 +156,10 @@ def _statement(stmt) -> dict:
         return _Block(on=stmt.device.value, body=_Body(_statement(s) for s in stmt.body))
     if isinstance(stmt, ast.InputStmt):
         return {"input": stmt.name.id, "shape": [_value(d) for d in stmt.shape]}
+    if isinstance(stmt, ast.ContextStmt):
+        return {"context": stmt.name.id, "shape": [_value(d) for d in stmt.shape]}
+    if isinstance(stmt, ast.DirectionStmt):
+        return {"direction": stmt.word.id}
     if isinstance(stmt, ast.LatentStmt):
         return {"latent": _value(stmt.kind)}
     if isinstance(stmt, ast.DequantizeStmt):

@@ -716,7 +716,9 @@ class _Lowerer:
         items: list = []
         blocks = self.get(root, "blocks")
         for key in self.reader.pairs(root):  # keep the order the file gives
-            if key == "blocks":
+            if key == "lets":
+                items.extend(self.statement(n) for n in self.get(root, "lets").value)
+            elif key == "blocks":
                 items.extend(self.block(n) for n in blocks.value)
             elif key == "flows":
                 items.extend(self.flow(n) for n in self.get(root, "flows").value)
@@ -735,6 +737,19 @@ class _Lowerer:
                     self.pair_span(key_node, value),
                 )
             )
+        if "context" in pairs:
+            key_node, value = pairs["context"]
+            shape = self.get(value, "shape")
+            body.append(
+                ast.ContextStmt(
+                    self.name(self.get(value, "name")),
+                    tuple(self.value(n) for n in shape.value),
+                    self.pair_span(key_node, value),
+                )
+            )
+        if "direction" in pairs:
+            key_node, value = pairs["direction"]
+            body.append(ast.DirectionStmt(self.name(value), self.pair_span(key_node, value)))
         for key, stmt in (("latent", ast.LatentStmt), ("dequantize", ast.DequantizeStmt)):
             if key in pairs:
                 key_node, value = pairs[key]
@@ -801,6 +816,12 @@ class _Lowerer:
         if key == "input":
             shape = self.get(node, "shape")
             return ast.InputStmt(self.name(value), tuple(self.value(n) for n in shape.value), span)
+        if key == "context":
+            shape = self.get(node, "shape")
+            dims = tuple(self.value(n) for n in shape.value)
+            return ast.ContextStmt(self.name(value), dims, span)
+        if key == "direction":
+            return ast.DirectionStmt(self.name(value), span)
         if key == "latent":
             return ast.LatentStmt(self.value(value), span)
         if key == "dequantize":
