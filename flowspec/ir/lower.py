@@ -17,7 +17,17 @@ from flowspec.core.diagnostics import Diagnostic, Label, has_errors
 from flowspec.core.names import did_you_mean
 from flowspec.core.spans import Span
 from flowspec.ir.evaluate import EvalError, evaluate
-from flowspec.ir.graph import INPUT, OUTPUT, FlowGraph, Node, RawArg, Requirement, Tensor, Use
+from flowspec.ir.graph import (
+    INPUT,
+    OUTPUT,
+    FlowGraph,
+    Frame,
+    Node,
+    RawArg,
+    Requirement,
+    Tensor,
+    Use,
+)
 from flowspec.kinds import REGISTRY
 from flowspec.kinds.limits import MAX_FEATURES, MAX_RANK
 from flowspec.kinds.options import TensorName, describe
@@ -52,6 +62,8 @@ class _Lowerer:
         self.diagnostics: list[Diagnostic] = []
         self._counter = 0
         self._iterations = 0
+        #: the repeat iterations and block calls being lowered (``Node.origin``)
+        self.origin: list[Frame] = []
 
     # ---------------------------------------------------------------- helpers
 
@@ -330,7 +342,12 @@ class _Lowerer:
             if stmt.index is not None:
                 consts[stmt.index.id] = i
             inner = _Scope(scope.tensors, consts, scope.device, scope.stack)
-            self.lower_body(fg, stmt.body, inner, in_block)
+            index_name = stmt.index.id if stmt.index is not None else None
+            self.origin.append(Frame("repeat", stmt.span, i, count, index_name))
+            try:
+                self.lower_body(fg, stmt.body, inner, in_block)
+            finally:
+                self.origin.pop()
 
     # -------------------------------------------------------------- assignments
 
@@ -346,6 +363,7 @@ class _Lowerer:
             call.span,
             call.kind.span,
             expanded_from=tuple(s for _, s in scope.stack),
+            origin=tuple(self.origin),
         )
         if scope.device is not None:
             node.device, node.device_span = scope.device
@@ -443,7 +461,12 @@ class _Lowerer:
                 self.consume(fg, scope, arg.value, "<unused>")  # reports the error
                 return
             inner.tensors[param.name.id] = scope.tensors[arg.value.name]
-        returned = self.block_body(fg, block, inner)
+        written = tuple((a.key.id, consts[a.key.id]) for a in keywords if a.key.id in consts)
+        self.origin.append(Frame("block", call.span, name=block.name.id, args=written))
+        try:
+            returned = self.block_body(fg, block, inner)
+        finally:
+            self.origin.pop()
         if returned is None:
             return
         if len(returned.names) != len(stmt.targets):
