@@ -59,11 +59,11 @@ class _Lowerer:
         self.blocks = {b.name.id: b for b in program.blocks}
         #: ``id`` of every block definition whose body some call has lowered
         self.expanded: set[int] = set()
+        #: the repeat iterations and block calls being lowered (``Node.origin``)
+        self.origin: list[Frame] = []
         self.diagnostics: list[Diagnostic] = []
         self._counter = 0
         self._iterations = 0
-        #: the repeat iterations and block calls being lowered (``Node.origin``)
-        self.origin: list[Frame] = []
 
     # ---------------------------------------------------------------- helpers
 
