@@ -192,6 +192,20 @@ def _preorder(group: _Group) -> list:
     return out
 
 
+def _period(seq: list[int]) -> int:
+    """The smallest p with seq[i] == seq[i % p] for every i (Knuth–Morris–Pratt's
+    failure function: p = n − the longest proper border), in O(n)."""
+    border = [0] * len(seq)
+    k = 0
+    for i in range(1, len(seq)):
+        while k and seq[i] != seq[k]:
+            k = border[k - 1]
+        if seq[i] == seq[k]:
+            k += 1
+        border[i] = k
+    return len(seq) - border[-1] if seq else 0
+
+
 def _key(item) -> Any:
     return item.id if isinstance(item, Node) else item
 
@@ -244,11 +258,9 @@ class _Drawing:
         if group.kind == "repeat":
             group.drawn = len(group.items)
             if self.collapse:
-                sigs = [self._signature(it) for it in group.items]
-                period = next(
-                    p
-                    for p in range(1, len(sigs) + 1)
-                    if all(s == sigs[i % p] for i, s in enumerate(sigs))
+                ids: dict[tuple, int] = {}
+                period = _period(
+                    [ids.setdefault(self._signature(it), len(ids)) for it in group.items]
                 )
                 group.shown, group.drawn = group.items[:period], period
                 for i, iteration in enumerate(group.items[period:], period):
@@ -290,6 +302,8 @@ class _Drawing:
         if group.kind == "repeat":
             count = f.count
             where = f"line {f.span.line}"
+            if len(group.items) < count:  # iterations that lowered to no block
+                where += f"; {len(group.items)} of the iterations hold blocks"
             if self.collapse and group.drawn == 1 and count > 1:
                 return f"repeat × {count}   ({where}; the body drawn once)"
             if group.drawn < count:
