@@ -4,7 +4,7 @@
                    [--max-bytes N] [--max-statements N]   (every command takes these)
     flowspec compile SPEC -o model.py [--flow NAME]
     flowspec summary SPEC [--flow NAME]
-    flowspec graph SPEC -o FILE.dot|.svg|.png [--flow NAME]
+    flowspec graph SPEC -o FILE.dot|.svg|.png [--flow NAME] [--expand|--collapse]
     flowspec fmt FILE... [--check]
     flowspec convert FILE --to yaml|flow [-o OUT]
 
@@ -156,10 +156,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
     comp, status = _checked(args)
     if status:
         return status
-    from flowspec.summary import GraphvizMissing, write_graph
+    from flowspec.diagram import GraphvizMissing, write_graph
 
+    collapse = True if args.collapse else False if args.expand else None
     try:
-        write_graph(comp.flow_graph(args.flow), args.output)
+        write_graph(comp.flow_graph(args.flow), args.output, collapse)
     except GraphvizMissing as e:
         sys.stderr.write(f"flowspec: {e}\n")
         return EXIT_USAGE
@@ -284,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--flow")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--expand", action="store_true", help="draw every repeat iteration")
+    size.add_argument(
+        "--collapse",
+        action="store_true",
+        help="draw each repeat's body once, × N (the default above 40 blocks)",
+    )
     p.set_defaults(run=cmd_graph)
 
     p = sub.add_parser("fmt", parents=limits, help="rewrite .flow files in the canonical layout")

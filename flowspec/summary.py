@@ -1,10 +1,7 @@
-"""``flowspec summary`` and ``flowspec graph``: the flow as a table and as a diagram."""
+"""``flowspec summary``: the flow as a table (``flowspec graph`` is :mod:`flowspec.diagram`)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowspec.checks.lipschitz import lipschitz_bound
@@ -13,10 +10,6 @@ from flowspec.kinds import REGISTRY
 
 if TYPE_CHECKING:
     from flowspec.driver import Compilation
-
-
-class GraphvizMissing(Exception):
-    """Rendering .svg/.png needs graphviz's ``dot`` program."""
 
 
 def _shape(s) -> str:
@@ -133,60 +126,3 @@ def summary_table(comp: Compilation, fg: FlowGraph) -> str:
             "inverses (the `inverse` column)"
         )
     return "\n".join(lines)
-
-
-def to_dot(fg: FlowGraph) -> str:
-    """The flow as Graphviz DOT: blocks are boxes, edges are tensors with shapes."""
-
-    def q(text: str) -> str:
-        # DOT strings: escape backslashes and quotes; a newline becomes DOT's \n break
-        escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return '"' + escaped + '"'
-
-    lines = [
-        f"digraph {q(fg.name)} {{",
-        "  rankdir=TB;",
-        '  node [shape=box, style="rounded", fontname="Helvetica"];',
-        '  edge [fontname="Helvetica", fontsize=10];',
-    ]
-    for node in fg.nodes():
-        if node.kind == "input":
-            label = f"input {_shape(fg.input_shape)}"
-            attrs = "shape=oval"
-        elif node.kind == "output":
-            label = "output"
-            attrs = "shape=oval"
-        else:
-            label = f"{node.kind}\nline {_line(node)}"
-            if node.device:
-                label += f"\n@{node.device}"
-            attrs = ""
-        lines.append(f"  {q(node.id)} [label={q(label)}{', ' + attrs if attrs else ''}];")
-    for producer, consumer, tid, read_only in fg.edges:
-        if producer not in fg.node_table or consumer not in fg.node_table:
-            continue
-        t = fg.tensors[tid]
-        label = f"{t.name} {_shape(t.shape)}" if t.shape else t.name
-        style = ", style=dashed" if read_only else ""
-        lines.append(f"  {q(producer)} -> {q(consumer)} [label={q(label)}{style}];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def write_graph(fg: FlowGraph, path: str) -> None:
-    """Write ``.dot`` directly, ``.svg``/``.png``/``.pdf`` through graphviz's ``dot``."""
-    target = Path(path)
-    dot = to_dot(fg)
-    fmt = target.suffix.lstrip(".").lower()
-    if fmt in ("dot", "gv"):
-        target.write_text(dot, encoding="utf-8")
-        return
-    if fmt not in ("svg", "png", "pdf"):
-        raise GraphvizMissing(f"unknown graph format `.{fmt}`: use .dot, .svg, .png or .pdf")
-    exe = shutil.which("dot")
-    if exe is None:
-        raise GraphvizMissing(
-            f"writing .{fmt} needs graphviz's `dot` program, which is not installed; "
-            "write a .dot file instead, or install graphviz (e.g. `apt-get install graphviz`)"
-        )
-    subprocess.run([exe, f"-T{fmt}", "-o", str(target)], input=dot.encode(), check=True)

@@ -182,7 +182,10 @@ def test_cli_graph_dot_and_missing_graphviz(tmp_path, capsys, monkeypatch):
     text = dot.read_text()
     assert text.startswith('digraph "realnvp"')
     # one DOT line break between the kind and the line (not an escaped backslash)
-    assert '[label="coupling.affine\\nline 7"];' in text
+    assert (
+        '[label="coupling.affine\\nnet=mlp(hidden=[64, 64], act=relu)\\nmask=half\\nline 7"];'
+        in text
+    )
     monkeypatch.setattr("shutil.which", lambda name: None)
     code, _, err = run(["graph", str(REALNVP), "-o", str(tmp_path / "flow.svg")], capsys)
     assert code == 2 and "graphviz" in err and "Traceback" not in err

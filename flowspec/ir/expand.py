@@ -14,7 +14,7 @@ from typing import Any
 
 from flowspec.core.diagnostics import Label
 from flowspec.core.names import did_you_mean
-from flowspec.ir.graph import FlowGraph
+from flowspec.ir.graph import FlowGraph, Frame
 from flowspec.ir.scope import MAX_BLOCK_DEPTH, _Abort, _Scope
 from flowspec.syntax import ast
 
@@ -24,6 +24,7 @@ class BlockExpansion:
 
     blocks: dict[str, ast.BlockDef]
     expanded: set[int]
+    origin: list[Frame]
     # supplied by the lowerer
     error: Any
     consume: Any
@@ -92,7 +93,12 @@ class BlockExpansion:
                 self.consume(fg, scope, arg.value, "<unused>")  # reports the error
                 return
             inner.tensors[param.name.id] = scope.tensors[arg.value.name]
-        returned = self.block_body(fg, block, inner)
+        written = tuple((a.key.id, consts[a.key.id]) for a in keywords if a.key.id in consts)
+        self.origin.append(Frame("block", call.span, name=block.name.id, args=written))
+        try:
+            returned = self.block_body(fg, block, inner)
+        finally:
+            self.origin.pop()
         if returned is None:
             return
         if len(returned.names) != len(stmt.targets):

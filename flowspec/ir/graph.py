@@ -61,6 +61,22 @@ class RawArg:
     value_span: Span
 
 
+@dataclass(frozen=True)
+class Frame:
+    """One step of where a node came from: an iteration of a ``repeat``, or a ``block``
+    call.  ``Node.origin`` lists them outermost first, so the frames a node shares with
+    another say which repeat bodies and block expansions hold both (``flowspec graph``
+    draws them as clusters)."""
+
+    kind: str  # "repeat" | "block"
+    span: Span  # the ``repeat`` statement, or the block call
+    index: int = 0  # repeat: this iteration, 0 … count − 1
+    count: int = 1  # repeat: the number of iterations
+    name: str | None = None  # block: its name; repeat: its ``as`` index name, if any
+    #: block: the options the call wrote, evaluated, in the order written
+    args: tuple[tuple[str, Any], ...] = ()
+
+
 @dataclass
 class Node:
     id: str
@@ -77,6 +93,8 @@ class Node:
     device_span: Span | None = None
     #: spans of the ``block`` calls this node was expanded from, outermost first
     expanded_from: tuple[Span, ...] = ()
+    #: the repeat iterations and block calls this node was lowered in, outermost first
+    origin: tuple[Frame, ...] = ()
     # ---- annotations set by passes
     options: dict[str, Any] | None = None
     in_shapes: list[tuple[int, ...]] | None = None

@@ -24,6 +24,7 @@ from flowspec.ir.graph import (
     INPUT,
     OUTPUT,
     FlowGraph,
+    Frame,
     Node,
     RawArg,
     Requirement,
@@ -48,6 +49,8 @@ class _Lowerer(BlockExpansion):
         self.blocks = {b.name.id: b for b in program.blocks}
         #: ``id`` of every block definition whose body some call has lowered
         self.expanded: set[int] = set()
+        #: the repeat iterations and block calls being lowered (``Node.origin``)
+        self.origin: list[Frame] = []
         self.diagnostics: list[Diagnostic] = []
         self._counter = 0
         self._iterations = 0
@@ -431,7 +434,12 @@ class _Lowerer(BlockExpansion):
             if stmt.index is not None:
                 consts[stmt.index.id] = i
             inner = _Scope(scope.tensors, consts, scope.device, scope.stack)
-            self.lower_body(fg, stmt.body, inner, in_block)
+            index_name = stmt.index.id if stmt.index is not None else None
+            self.origin.append(Frame("repeat", stmt.span, i, count, index_name))
+            try:
+                self.lower_body(fg, stmt.body, inner, in_block)
+            finally:
+                self.origin.pop()
 
     # -------------------------------------------------------------- assignments
 
@@ -447,6 +455,7 @@ class _Lowerer(BlockExpansion):
             call.span,
             call.kind.span,
             expanded_from=tuple(s for _, s in scope.stack),
+            origin=tuple(self.origin),
         )
         if scope.device is not None:
             node.device, node.device_span = scope.device
