@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -293,6 +293,8 @@ class Enum(OptionType):
 
     words: Mapping[str, tuple[Option, ...]]
     what: str = "value"  # "activation", "net", "mask", ...
+    #: word → what it means, for the block reference (docs/blocks.md)
+    docs: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:  # type: ignore[override]
