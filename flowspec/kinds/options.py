@@ -332,7 +332,10 @@ def resolve_options(
     for key, value, span in given:
         if key not in by_name:
             err = OptionError(
-                f"{owner} has no option `{key}`", code="E200", candidates=tuple(by_name)
+                f"{owner} has no option `{key}`",
+                code="E200",
+                hint=None if by_name else f"{owner} takes no options",
+                candidates=tuple(by_name),
             )
             err.span = span  # type: ignore[attr-defined]
             err.key_only = True  # type: ignore[attr-defined]
