@@ -201,6 +201,7 @@ ENTRIES: tuple[BlockKind, ...] = (
                 "sizes",
                 IntList(2, L.MAX_SPLIT_PARTS, 1, L.MAX_FEATURES, item="size", items="sizes"),
                 None,
+                doc="the sizes of the parts along `dim`; omitted: the halves [d // 2, d − d // 2]",
             ),
             Option("dim", Int(), 0),
         ),

@@ -23,7 +23,14 @@ ACTIVATIONS: dict[str, tuple[float, bool]] = {
     "gelu": (1.129, True),
     "swish": (1.100, True),
 }
-ACT = Enum({a: () for a in ACTIVATIONS}, what="activation")
+ACT = Enum(
+    {a: () for a in ACTIVATIONS},
+    what="activation",
+    docs={
+        a: f"Lipschitz constant {lip:g}" + ("" if smooth else ", not smooth")
+        for a, (lip, smooth) in ACTIVATIONS.items()
+    },
+)
 #: the hidden widths of an mlp or MADE net (flowspec.kinds.limits bounds every size)
 HIDDEN = IntList(
     max_len=L.MAX_LAYERS, item_min=1, item_max=L.MAX_WIDTH, item="width", items="widths"
@@ -185,7 +192,9 @@ SOLVER = Enum(
     },
 )
 
-NET = Option("net", NETS, "mlp", doc="the conditioner")
+NET = Option(
+    "net", NETS, "mlp", doc="the net: a coupling's conditioner, a residual branch g, an ODE's f"
+)
 COND = Option("cond", Tensor(), None, doc="a tensor the conditioner reads, not consumed")
 
 #: the properties a flow may `require` → does the requirement take a bound?
