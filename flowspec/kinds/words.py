@@ -193,7 +193,7 @@ SOLVER = Enum(
 )
 
 NET = Option(
-    "net", NETS, "mlp", doc="the net: a coupling's conditioner, a residual branch g, an ODE's f"
+    "net", NETS, "mlp", doc="a coupling's conditioner, a residual block's branch g, an ODE's f"
 )
 COND = Option("cond", Tensor(), None, doc="a tensor the conditioner reads, not consumed")
 
