@@ -8,7 +8,7 @@
     flowspec fmt FILE... [--check]
     flowspec convert FILE --to yaml|flow [-o OUT]
     flowspec kinds                       every block kind, one line each
-    flowspec explain KIND|CODE           a block kind's or a diagnostic code's reference entry
+    flowspec explain KIND|CODE|WORD      the reference entry of a block kind, code or option word
 
 Exit codes: 0 clean (or warnings only), 1 errors (or warnings with ``--strict``),
 2 usage errors and internal crashes.  ``main`` is the one exit point.
@@ -318,8 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("kinds", help="list every block kind with a one-line summary")
     p.set_defaults(run=cmd_kinds)
-    p = sub.add_parser("explain", help="print the reference entry of a block kind or a code")
-    p.add_argument("name", metavar="KIND|CODE")
+    p = sub.add_parser("explain", help="print the reference entry of a block kind, code or word")
+    p.add_argument("name", metavar="KIND|CODE|WORD")
     p.set_defaults(run=cmd_explain)
     return parser
 

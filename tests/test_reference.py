@@ -46,7 +46,7 @@ def test_every_kind_has_an_entry_with_every_option() -> None:
     for kind in KINDS:
         assert f"\n### `{kind.name}`\n" in text, kind.name
         entry = text.split(f"\n### `{kind.name}`\n", 1)[1].split("\n### ", 1)[0]
-        assert kind.summary in entry
+        assert reference_blocks.sentence(kind.summary) in entry
         assert "- **Log-det:** " in entry and "- **Inverse:** " in entry
         if kind.paper:
             assert kind.paper in entry
@@ -106,7 +106,7 @@ def test_a_new_kind_needs_only_regeneration(monkeypatch: pytest.MonkeyPatch) -> 
     assert "x = sinh(x, gain=1.0)" in entry
     assert "- **Math:** y = sinh(x); ladj = Σ log cosh(x)." in entry
     assert "`gain`: a number in (0, 10]; default `1.0`; a made-up option." in entry
-    assert "forward unbounded (sinh grows without bound); inverse ≤ 1" in entry
+    assert "forward unbounded: sinh grows without bound; inverse ≤ 1" in entry
     assert "`[3]` → `[3]`" in entry
     assert "| [`sinh`](#sinh) | y = sinh(x) | analytic | analytic |" in text
 
@@ -187,9 +187,20 @@ def test_explain_an_unknown_name_is_a_usage_error_with_a_suggestion(
 ) -> None:
     result = flowspec("explain", name)
     assert result.returncode == 2
-    assert f"`{name}` is neither a block kind nor a diagnostic code" in result.stderr
+    assert (
+        f"`{name}` is neither a block kind, a diagnostic code nor an option word" in result.stderr
+    )
     assert suggestion in result.stderr
     assert result.stdout == ""
+
+
+def test_explain_an_option_word_prints_its_table() -> None:
+    result = flowspec("explain", "mlp")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("# Words: net\n")
+    assert "`hidden`: a list of at most 64 widths, each 1 … 65,536" in result.stdout
+    both = flowspec("explain", "exact").stdout  # a log-det estimator and a trace estimator
+    assert "# Words: log-det estimator" in both and "# Words: trace estimator" in both
 
 
 def test_explain_a_name_nothing_is_near() -> None:

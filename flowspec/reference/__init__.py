@@ -56,7 +56,8 @@ def kinds_text() -> str:
 
 
 def explain(name: str) -> str:
-    """``flowspec explain NAME``: a block kind's entry, or a diagnostic code's.
+    """``flowspec explain NAME``: a block kind's entry, a diagnostic code's, or (for a
+    word such as ``mlp`` or ``roulette``) the entry of the option words it belongs to.
 
     Raises :class:`UnknownEntry` with a "did you mean" for any other name.
     """
@@ -67,9 +68,13 @@ def explain(name: str) -> str:
     code = name.upper()
     if code in CODES:
         return codes.code_entry(CODES[code], level=1)
-    candidates = [*REGISTRY, *CODES]
+    words = blocks.collect_words()
+    tables = [(t, h) for t, h in words.tables if name in t.words]
+    if tables:  # an option word: `explain mlp`, `explain roulette`
+        return "\n".join(blocks.words_entry(t, h, words, level=1) for t, h in tables)
+    candidates = [*REGISTRY, *CODES, *(w for t, _ in words.tables for w in t.words)]
     hint = did_you_mean(name, candidates) or did_you_mean(code, CODES)
-    message = f"`{name}` is neither a block kind nor a diagnostic code"
+    message = f"`{name}` is neither a block kind, a diagnostic code nor an option word"
     message += f"; {hint}" if hint else " (`flowspec kinds` lists the kinds)"
     raise UnknownEntry(message)
 

@@ -286,16 +286,26 @@ def _bound(fn: Any, opts: dict[str, Any], shapes: list) -> str:
         b = fn(opts, shapes)
     except Exception:
         return "depends on the configuration"
-    return f"≤ {b.value:.4g}" if b.value is not None else f"unbounded ({b.reason})"
+    return f"≤ {b.value:.4g}" if b.value is not None else f"unbounded: {b.reason}"
 
 
 def lipschitz_line(kind: BlockKind, opts: dict[str, Any]) -> str:
     shapes = list(kind.examples[0].shapes) if kind.examples else [(4,)]
     fwd = _bound(kind.lipschitz, opts, shapes)
     inv = _bound(kind.inverse_lipschitz, opts, shapes)
-    at = "at the defaults: " if kind.bounds_doc else ""
-    evaluated = f"{at}forward {fwd}; inverse {inv}"
-    return f"{kind.bounds_doc} ({evaluated})" if kind.bounds_doc else evaluated
+    evaluated = f"forward {fwd}; inverse {inv}"
+    if not kind.bounds_doc:
+        return evaluated
+    if not kind.options:  # nothing to evaluate the formulas at
+        return kind.bounds_doc
+    return f"{kind.bounds_doc} (at the defaults: {evaluated})"
+
+
+def sentence(text: str) -> str:
+    """A summary as the start of a sentence: "split along an axis" → "Split along an
+    axis", but a formula ("y = σ(x)") or a name ("i-ResNet") stays as it is."""
+    first = text.split(" ", 1)[0]
+    return text[:1].upper() + text[1:] if len(first) > 1 and first.isalpha() else text
 
 
 def runtime_doc(kind: BlockKind) -> str:
@@ -320,7 +330,7 @@ def kind_entry(kind: BlockKind, words: Words | None = None, level: int = 3) -> s
     words = words or collect_words()
     opts = _defaults(kind)
     consumes = "one or more" if kind.inputs is None else str(kind.inputs)
-    out = [f"{'#' * level} `{kind.name}`", "", f"{kind.summary}.", ""]
+    out = [f"{'#' * level} `{kind.name}`", "", f"{sentence(kind.summary)}.", ""]
     out += ["```flow", signature(kind), "```", ""]
     math = kind.math or runtime_doc(kind)
     if math:
