@@ -7,6 +7,8 @@
     flowspec graph SPEC -o FILE.dot|.svg|.png [--flow NAME] [--expand|--collapse]
     flowspec fmt FILE... [--check]
     flowspec convert FILE --to yaml|flow [-o OUT]
+    flowspec kinds                       every block kind, one line each
+    flowspec explain KIND|CODE|WORD      the reference entry of a block kind, code or option word
 
 Exit codes: 0 clean (or warnings only), 1 errors (or warnings with ``--strict``),
 2 usage errors and internal crashes.  ``main`` is the one exit point.
@@ -224,6 +226,23 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return _write_output(text, args.output)
 
 
+def cmd_kinds(args: argparse.Namespace) -> int:
+    from flowspec.reference import kinds_text
+
+    sys.stdout.write(kinds_text())
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from flowspec.reference import UnknownEntry, explain
+
+    try:
+        sys.stdout.write(explain(args.name))
+    except UnknownEntry as e:
+        raise UsageError(str(e)) from None
+    return EXIT_OK
+
+
 def _count(text: str) -> int:
     try:
         value = int(text.replace("_", ""))
@@ -304,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", choices=("yaml", "flow"), required=True)
     p.add_argument("-o", "--output", help="output file (default: standard output)")
     p.set_defaults(run=cmd_convert)
+
+    p = sub.add_parser("kinds", help="list every block kind with a one-line summary")
+    p.set_defaults(run=cmd_kinds)
+    p = sub.add_parser("explain", help="print the reference entry of a block kind, code or word")
+    p.add_argument("name", metavar="KIND|CODE|WORD")
+    p.set_defaults(run=cmd_explain)
     return parser
 
 

@@ -37,6 +37,13 @@ def _option_error(e: OptionError, span: Span, key_span: Span | None = None) -> D
     return Diagnostic(e.code, e.message, target, hint=hint)
 
 
+def _options_hint(kind: str, options: dict) -> str:
+    """The options a kind has, or that it has none (never an empty list)."""
+    if not options:
+        return f"`{kind}` takes no options"
+    return "options: " + ", ".join(f"`{o}`" for o in options)
+
+
 def resolve_node(node: Node) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
     """Resolve a block node's options; returns (options or None, diagnostics)."""
     spec = REGISTRY[node.kind]
@@ -56,8 +63,7 @@ def resolve_node(node: Node) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
                     "E200",
                     f"`{node.kind}` has no option `{arg.key}`",
                     arg.key_span,
-                    hint=did_you_mean(arg.key, by_name)
-                    or "options: " + ", ".join(f"`{o}`" for o in by_name),
+                    hint=did_you_mean(arg.key, by_name) or _options_hint(node.kind, by_name),
                 )
             )
             continue

@@ -42,6 +42,13 @@ ENTRIES: tuple[BlockKind, ...] = (
         logdet="analytic",
         lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
         inverse_lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
+        math=(
+            "z_i = (x_i − μ_i)·exp(−α_i), (μ_i, α_i) from a MADE of the earlier features (in "
+            "`order`) and `cond`, α soft-clamped to (−3, 3); ladj = −Σ α_i; inverse: d "
+            "sequential passes.  `iaf=true` is the same map the other way round: the normalizing "
+            "direction is sequential, generation one pass"
+        ),
+        shape_doc="[d] → [d]",
         examples=_ar_examples({"hidden": [16]}),
     ),
     BlockKind(
@@ -63,6 +70,13 @@ ENTRIES: tuple[BlockKind, ...] = (
         logdet="analytic",
         lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
         inverse_lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
+        math=(
+            "z_i = RQS(x_i; θ_i), a monotone rational-quadratic spline of `bins` bins on "
+            "[−bound, bound] (identity outside) with θ_i from a MADE of the earlier features and "
+            "`cond`; ladj = Σ log RQS′(x_i); inverse: d sequential passes; `iaf=true` swaps the "
+            "directions"
+        ),
+        shape_doc="[d] → [d]",
         examples=_ar_examples({"hidden": [16], "bins": 4}),
     ),
 )

@@ -90,6 +90,15 @@ class BlockKind:
     #: (W103: an option written that the configuration ignores)
     advice: Callable[[Opts, frozenset[str]], list[Problem]] = lambda opts, given: []
     examples: tuple[Example, ...] = ()
+    #: the math for the block reference (docs/blocks.md): the map and its ladj, in a line
+    #: or two; empty: the reference quotes the runtime class's docstring instead
+    math: str = ""
+    #: the shape rule in words, for the reference (empty: "output shape = input shape"
+    #: when ``shape`` is ``_same``; the reference also runs ``shape`` on ``examples``)
+    shape_doc: str = ""
+    #: the Lipschitz bounds as formulas of the options, for the reference (empty: the
+    #: reference evaluates ``lipschitz`` and ``inverse_lipschitz`` at the defaults)
+    bounds_doc: str = ""
 
     def inverse_class(self, opts: Opts) -> str:
         return self.inverse(opts) if callable(self.inverse) else self.inverse

@@ -54,6 +54,13 @@ def _coupling_transformed(opts: Opts, shape: Shape) -> list[int]:
     return masks.transformed_indices(opts["mask"].kind, opts["flip"], shape)
 
 
+_COUPLING_SHAPE_DOC = (
+    "output shape = input shape; the mask needs 2 or more entries on axis 0 (`checkerboard`"
+    " and `channel`: a [C, H, W] tensor), net=conv and net=resnet a [C, H, W] tensor and a"
+    " `cond` of the same H and W"
+)
+
+
 def _coupling_kind(
     name: str,
     summary: str,
@@ -62,6 +69,7 @@ def _coupling_kind(
     runtime: str,
     logdet: str,
     examples: tuple[Example, ...],
+    math: str = "",
 ) -> BlockKind:
     return BlockKind(
         name=name,
@@ -83,6 +91,8 @@ def _coupling_kind(
         features="coupling",
         transformed=_coupling_transformed,
         examples=examples,
+        math=math,
+        shape_doc=_COUPLING_SHAPE_DOC,
     )
 
 
@@ -120,6 +130,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         f"{_R}.coupling:AdditiveCoupling",
         "zero",
         _mask_examples({}),
+        math="y_a = x_a, y_b = x_b + t(x_a, cond); ladj = 0; inverse x_b = y_b − t(y_a, cond)",
     ),
     _coupling_kind(
         "coupling.affine",
@@ -137,6 +148,8 @@ ENTRIES: tuple[BlockKind, ...] = (
                 {"scale": "exp", "mask": "checkerboard", "net": Choice("conv", {"hidden": 8})},
             ),
         ),
+        math="y_a = x_a, y_b = x_b·s + t with (h, t) = net(x_a, cond) and s from h as `scale` "
+        "says; ladj = Σ log s; inverse x_b = (y_b − t)/s",
     ),
     _coupling_kind(
         "coupling.spline",
@@ -146,5 +159,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         f"{_R}.spline:SplineCoupling",
         "analytic",
         _mask_examples({"bins": 5, "bound": 2.0}),
+        math="y_a = x_a, y_b = RQS(x_b; θ(x_a, cond)), a monotone rational-quadratic spline of "
+        "`bins` bins on [−bound, bound], identity outside; ladj = Σ log RQS′(x_b)",
     ),
 )

@@ -73,6 +73,10 @@ ENTRIES: tuple[BlockKind, ...] = (
         lipschitz=_unbounded("its learned scale has no bound"),
         inverse_lipschitz=_unbounded("its learned scale has no bound"),
         features="elementwise",
+        math=(
+            "y = x·exp(s) + t, s and t learned with the full per-sample shape, both zero at the "
+            "start; ladj = Σ s"
+        ),
         examples=(Example(((3,),)), Example(((2, 2, 2),))),
     ),
     BlockKind(
@@ -92,6 +96,8 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         features="elementwise",
         problems=_leaky_problems,
+        math="y = x for x ≥ 0, a·x otherwise (a = `slope` > 0); ladj = log(a)·#{i : x_i < 0}",
+        bounds_doc="Lip = max(1, a); Lip⁻¹ = max(1, 1/a)",
         examples=(Example(((4,),), {"slope": 0.2}),),
     ),
     BlockKind(
@@ -107,6 +113,8 @@ ENTRIES: tuple[BlockKind, ...] = (
         inverse_lipschitz=_logit_inverse_lipschitz,
         features="elementwise",
         problems=_logit_problems,
+        math="y = logit(u) with u = α + (1 − 2α)·x; ladj = Σ [log(1 − 2α) − log u − log(1 − u)]",
+        bounds_doc="Lip = (1 − 2α)/(α(1 − α)) (unbounded for α = 0); Lip⁻¹ = 1/(4(1 − 2α))",
         examples=(Example(((4,),), {"alpha": 0.05}),),
     ),
     BlockKind(
@@ -121,6 +129,8 @@ ENTRIES: tuple[BlockKind, ...] = (
         lipschitz=lambda opts, shapes: Bound(0.25),
         inverse_lipschitz=_unbounded("logit, the inverse of sigmoid, has an unbounded slope"),
         features="elementwise",
+        math="y = σ(x) = 1/(1 + e^(−x)); ladj = −Σ [softplus(x) + softplus(−x)]",
+        bounds_doc="Lip = 1/4; its inverse, logit, is unbounded",
         examples=(Example(((4,),)),),
     ),
 )

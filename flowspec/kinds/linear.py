@@ -20,6 +20,11 @@ ENTRIES: tuple[BlockKind, ...] = (
         logdet="analytic",
         lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
         inverse_lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
+        math=(
+            "y = W·x, W a learned invertible d×d matrix (LU-parametrised with `lu=true`); ladj = "
+            "log|det W|"
+        ),
+        shape_doc="[d] → [d]",
         examples=(Example(((4,),)), Example(((4,),), {"lu": False})),
     ),
     BlockKind(
@@ -33,6 +38,8 @@ ENTRIES: tuple[BlockKind, ...] = (
         logdet="analytic",
         lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
         inverse_lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
+        math="y[:, h, w] = W·x[:, h, w], W a learned invertible C×C matrix; ladj = H·W·log|det W|",
+        shape_doc="[C, H, W] → [C, H, W]",
         examples=(Example(((3, 2, 2),)), Example(((3, 2, 2),), {"lu": False})),
     ),
 )

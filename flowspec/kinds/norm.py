@@ -22,6 +22,10 @@ ENTRIES: tuple[BlockKind, ...] = (
         lipschitz=_unbounded("its learned scale has no bound"),
         inverse_lipschitz=_unbounded("its learned scale has no bound"),
         features="elementwise",
+        math=(
+            "y = (x − μ)·exp(s) per feature (axis 0), μ and s set from the first training batch "
+            "so that it has zero mean and unit variance; ladj = (H·W)·Σ s"
+        ),
         examples=(Example(((3,),)), Example(((2, 3, 3),))),
     ),
     BlockKind(
@@ -36,6 +40,10 @@ ENTRIES: tuple[BlockKind, ...] = (
         lipschitz=_unbounded("its batch statistics and learned scale have no bound"),
         inverse_lipschitz=_unbounded("its batch statistics and learned scale have no bound"),
         features="elementwise",
+        math=(
+            "y = (x − m)/√(v + ε)·exp(γ) + β per feature, m and v the batch's statistics in "
+            "training and the running ones in eval; ladj = (H·W)·Σ [γ − ½·log(v + ε)]"
+        ),
         examples=(Example(((3,),)), Example(((2, 3, 3),))),
     ),
 )

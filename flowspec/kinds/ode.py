@@ -76,6 +76,12 @@ ENTRIES: tuple[BlockKind, ...] = (
         lipschitz=_unbounded("the dynamics net is not Lipschitz-constrained"),
         inverse_lipschitz=_unbounded("the dynamics net is not Lipschitz-constrained"),
         advice=_ode_advice,
+        math=(
+            "dx/dt = f(x, t) from 0 to `t`, y = x(t); ladj = ∫ tr(∂f/∂x) dt, the trace exact or "
+            "Hutchinson's estimate (`trace`); inverse: integrate from `t` back to 0 with the "
+            "same solver"
+        ),
+        shape_doc="output shape = input shape ([C, H, W] with net=conv or resnet)",
         examples=(
             Example(
                 ((2,),),

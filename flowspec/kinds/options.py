@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -293,6 +293,8 @@ class Enum(OptionType):
 
     words: Mapping[str, tuple[Option, ...]]
     what: str = "value"  # "activation", "net", "mask", ...
+    #: word → what it means, for the block reference (docs/blocks.md)
+    docs: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -330,7 +332,10 @@ def resolve_options(
     for key, value, span in given:
         if key not in by_name:
             err = OptionError(
-                f"{owner} has no option `{key}`", code="E200", candidates=tuple(by_name)
+                f"{owner} has no option `{key}`",
+                code="E200",
+                hint=None if by_name else f"{owner} takes no options",
+                candidates=tuple(by_name),
             )
             err.span = span  # type: ignore[attr-defined]
             err.key_only = True  # type: ignore[attr-defined]

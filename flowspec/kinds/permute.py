@@ -43,6 +43,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         feature_map=lambda opts, shapes: _axis0_perm_map(
             list(range(shapes[0][0] - 1, -1, -1)), shapes[0]
         ),
+        math="y[i] = x[d − 1 − i] along axis 0; ladj = 0; its own inverse",
         examples=(Example(((5,),)), Example(((3, 2, 2),))),
     ),
     BlockKind(
@@ -58,6 +59,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         feature_map=lambda opts, shapes: _axis0_perm_map(
             masks.shuffle_permutation(shapes[0][0], opts["seed"]), shapes[0]
         ),
+        math="y[i] = x[π(i)] along axis 0, π a fixed permutation drawn from `seed`; ladj = 0",
         examples=(Example(((6,),), {"seed": 4}),),
     ),
     BlockKind(
@@ -78,6 +80,11 @@ ENTRIES: tuple[BlockKind, ...] = (
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",
         feature_map=lambda opts, shapes: _axis0_perm_map(opts["order"], shapes[0]),
+        math="y[i] = x[order[i]] along axis 0; ladj = 0",
+        shape_doc=(
+            "output shape = input shape; `order` is a permutation of 0 … d − 1 for the d entries "
+            "of axis 0"
+        ),
         examples=(Example(((4,),), {"order": [2, 0, 3, 1]}),),
     ),
 )

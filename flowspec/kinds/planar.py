@@ -20,6 +20,10 @@ ENTRIES: tuple[BlockKind, ...] = (
         logdet="analytic",
         lipschitz=_unbounded("its learned vectors u and w have no bound"),
         inverse_lipschitz=_unbounded("its learned vectors u and w have no bound"),
+        math=(
+            "y = x + û·h(wᵀx + b), û the learned u adjusted so that wᵀû > −1; ladj = log(1 + "
+            "h′(wᵀx + b)·wᵀû); inverse: a 1-D root per sample"
+        ),
         examples=(
             Example(((3,),)),
             Example(((3,),), {"act": "leaky_relu"}),
@@ -37,6 +41,10 @@ ENTRIES: tuple[BlockKind, ...] = (
         logdet="analytic",
         lipschitz=_unbounded("its learned β has no bound"),
         inverse_lipschitz=_unbounded("its learned α, β have no bound"),
+        math=(
+            "y = x + β·h·(x − x₀) with h = 1/(α + r), r = ‖x − x₀‖, α > 0, β ≥ −α; ladj = (d − "
+            "1)·log(1 + βh) + log(1 + βh + βh′r); inverse in closed form"
+        ),
         examples=(Example(((3,),)),),
     ),
 )

@@ -201,6 +201,7 @@ ENTRIES: tuple[BlockKind, ...] = (
                 "sizes",
                 IntList(2, L.MAX_SPLIT_PARTS, 1, L.MAX_FEATURES, item="size", items="sizes"),
                 None,
+                doc="the sizes of the parts along `dim`; omitted: the halves [d // 2, d − d // 2]",
             ),
             Option("dim", Int(), 0),
         ),
@@ -211,6 +212,15 @@ ENTRIES: tuple[BlockKind, ...] = (
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",
         feature_map=_split_map,
+        math=(
+            "y_k = x[o_k : o_k + s_k] along `dim`, o_k the sum of the earlier sizes; ladj = 0; "
+            "the inverse concatenates"
+        ),
+        shape_doc=(
+            "one tensor → one per size (without `sizes`: two, [d // 2, d − d // 2] along `dim`), "
+            "the input shape with axis `dim` replaced by that size; the sizes must add up to the "
+            "axis"
+        ),
         examples=(
             Example(((5,),)),
             Example(((6,),), {"sizes": [1, 2, 3]}),
@@ -229,6 +239,10 @@ ENTRIES: tuple[BlockKind, ...] = (
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",
         feature_map=_concat_map,
+        math="y = [x_0; x_1; …] along `dim`; ladj = 0; the inverse splits",
+        shape_doc=(
+            "two or more tensors, equal except along `dim` → one, their sizes along `dim` added"
+        ),
         examples=(Example(((2,), (3,))), Example(((1, 2, 2), (3, 2, 2), (2, 2, 2)))),
     ),
     BlockKind(
@@ -242,6 +256,11 @@ ENTRIES: tuple[BlockKind, ...] = (
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",
         feature_map=_squeeze_map,
+        math=(
+            "y[c·f² + i·f + j, v, u] = x[c, v·f + i, u·f + j] with f = `factor`: each f×f patch "
+            "becomes f² channels; ladj = 0"
+        ),
+        shape_doc="[C, H, W] → [C·f², H/f, W/f]; H and W divisible by f",
         examples=(Example(((2, 4, 4),)), Example(((1, 6, 3),), {"factor": 3})),
     ),
     BlockKind(
@@ -255,6 +274,11 @@ ENTRIES: tuple[BlockKind, ...] = (
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",
         feature_map=_unsqueeze_map,
+        math=(
+            "y[c, v·f + i, u·f + j] = x[c·f² + i·f + j, v, u] with f = `factor`, the inverse of "
+            "squeeze; ladj = 0"
+        ),
+        shape_doc="[C, H, W] → [C/f², H·f, W·f]; C divisible by f²",
         examples=(Example(((8, 2, 2),)),),
     ),
     BlockKind(
@@ -268,6 +292,8 @@ ENTRIES: tuple[BlockKind, ...] = (
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",
         feature_map=_identity_map,
+        math="y = x flattened row-major; ladj = 0",
+        shape_doc="any shape → [d], d the product of its axes",
         examples=(Example(((2, 3, 2),)),),
     ),
     BlockKind(
@@ -288,6 +314,10 @@ ENTRIES: tuple[BlockKind, ...] = (
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",
         feature_map=_identity_map,
+        math="y = x reshaped row-major to `shape`; ladj = 0",
+        shape_doc=(
+            "any shape → `shape` (one entry may be −1, inferred), with the same number of features"
+        ),
         examples=(Example(((12,),), {"shape": [3, -1]}),),
     ),
 )

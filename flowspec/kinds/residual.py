@@ -98,6 +98,13 @@ ENTRIES: tuple[BlockKind, ...] = (
         lipschitz=_residual_lipschitz,
         inverse_lipschitz=_residual_inverse_lipschitz,
         problems=_residual_problems,
+        math=(
+            "y = x + g(x), g a net whose linear maps have a certified spectral norm ≤ c = "
+            "`lipschitz`; ladj = log det(I + J_g) = Σ_{k≥1} (−1)^(k+1)/k·tr(J_g^k), computed as "
+            "`logdet` and `trace` say; inverse: the fixed point of x ← y − g(x)"
+        ),
+        shape_doc="output shape = input shape ([C, H, W] with net=conv)",
+        bounds_doc="Lip ≤ 1 + c; Lip⁻¹ ≤ 1/(1 − c), for c = `lipschitz` < 1",
         examples=(
             Example(
                 ((3,),),

@@ -23,7 +23,14 @@ ACTIVATIONS: dict[str, tuple[float, bool]] = {
     "gelu": (1.129, True),
     "swish": (1.100, True),
 }
-ACT = Enum({a: () for a in ACTIVATIONS}, what="activation")
+ACT = Enum(
+    {a: () for a in ACTIVATIONS},
+    what="activation",
+    docs={
+        a: f"Lipschitz constant {lip:g}" + ("" if smooth else ", not smooth")
+        for a, (lip, smooth) in ACTIVATIONS.items()
+    },
+)
 #: the hidden widths of an mlp or MADE net (flowspec.kinds.limits bounds every size)
 HIDDEN = IntList(
     max_len=L.MAX_LAYERS, item_min=1, item_max=L.MAX_WIDTH, item="width", items="widths"
@@ -31,7 +38,14 @@ HIDDEN = IntList(
 WIDTH = Int(min=1, max=L.MAX_WIDTH)
 LAYERS = Int(min=1, max=L.MAX_LAYERS)
 SEED = Int(min=0, max=L.MAX_SEED)
-INIT = Enum({"zero": (), "default": ()}, what="initialisation")
+INIT = Enum(
+    {"zero": (), "default": ()},
+    what="initialisation",
+    docs={
+        "zero": "the last layer starts at zero, so the block starts at the identity",
+        "default": "PyTorch's default initialisation of every layer",
+    },
+)
 
 NETS = Enum(
     {
@@ -55,14 +69,58 @@ NETS = Enum(
         ),
     },
     what="net",
+    docs={
+        "mlp": "flatten, then Linear–act–…–Linear (one hidden layer per `hidden` width)",
+        "conv": "Glow's conditioner for [C, H, W]: conv(kernel)–act–[conv(1)–act]×(depth − 1)"
+        "–conv(kernel), padding keeps H and W",
+        "resnet": "for [C, H, W]: conv3, `blocks` residual units, act, conv3 (He et al. 2016, "
+        "arXiv:1512.03385)",
+    },
 )
 
-LATENTS = Enum({"normal": (), "logistic": (), "uniform": ()}, what="latent distribution")
-DEQUANTIZERS = Enum({"uniform": (Option("bits", Int(min=1, max=16), 8),)}, what="dequantizer")
+LATENTS = Enum(
+    {"normal": (), "logistic": (), "uniform": ()},
+    what="latent distribution",
+    docs={
+        "normal": "standard normal N(0, I)",
+        "logistic": "independent standard logistic features (NICE's prior)",
+        "uniform": "uniform on [0, 1]^d (log-density 0 inside, −∞ outside)",
+    },
+)
+DEQUANTIZERS = Enum(
+    {"uniform": (Option("bits", Int(min=1, max=16), 8, doc="data are integers in [0, 2^bits)"),)},
+    what="dequantizer",
+    docs={"uniform": "add U[0, 1) noise to the integers and divide by 2^bits"},
+)
 
-MASK = Enum({m: () for m in ("half", "alternate", "checkerboard", "channel")}, what="mask")
-SCALE = Enum({"exp": (), "sigmoid": (), "softclamp": ()}, what="scale")
-ORDER = Enum({"natural": (), "reverse": (), "random": (Option("seed", SEED, 0),)}, what="order")
+MASK = Enum(
+    {m: () for m in ("half", "alternate", "checkerboard", "channel")},
+    what="mask",
+    docs={
+        "half": "the first d // 2 entries of axis 0 condition, the rest are transformed",
+        "alternate": "even entries of axis 0 condition, odd ones are transformed",
+        "checkerboard": "[C, H, W]: positions with h + w even condition",
+        "channel": "[C, H, W]: the first C // 2 channels condition (as `half`)",
+    },
+)
+SCALE = Enum(
+    {"exp": (), "sigmoid": (), "softclamp": ()},
+    what="scale",
+    docs={
+        "exp": "s = exp(h) (Real NVP)",
+        "sigmoid": "s = σ(h + 2)/σ(2) (Glow's σ(h + 2), scaled to start at the identity)",
+        "softclamp": "log s = 2·tanh(h/2): a bounded log-scale, s ∈ (e⁻², e²)",
+    },
+)
+ORDER = Enum(
+    {"natural": (), "reverse": (), "random": (Option("seed", SEED, 0),)},
+    what="order",
+    docs={
+        "natural": "feature i depends on features 0 … i − 1",
+        "reverse": "feature i depends on features i + 1 … d − 1",
+        "random": "a fixed random order drawn from `seed`",
+    },
+)
 TRACE = Enum(
     {
         "hutchinson": (
@@ -72,6 +130,10 @@ TRACE = Enum(
         "exact": (),
     },
     what="trace estimator",
+    docs={
+        "hutchinson": "tr(A) ≈ mean of vᵀAv over `samples` random probes v (unbiased)",
+        "exact": "the exact trace, by d vector-Jacobian products (small d)",
+    },
 )
 LOGDET = Enum(
     {
@@ -80,6 +142,12 @@ LOGDET = Enum(
         "roulette": (Option("p", Float(L.MIN_ROULETTE_P, 1.0, max_open=True), 0.5),),
     },
     what="log-det estimator",
+    docs={
+        "exact": "the d×d Jacobian and its log-determinant (brute force, small d only)",
+        "series": "the first `terms` terms of Σ (−1)^(k+1)/k·tr(J^k) (biased)",
+        "roulette": "the series cut at N ~ Geometric(p), terms reweighted: unbiased "
+        "(Chen et al. 2019)",
+    },
 )
 FIXEDPOINT = Enum(
     {
@@ -89,8 +157,19 @@ FIXEDPOINT = Enum(
         )
     },
     what="inverse",
+    docs={
+        "fixedpoint": "x ← y − g(x) from x = y until every entry moves by at most "
+        "tol·(1 + |x|); an error after `max_iter` steps",
+    },
 )
-GRAD = Enum({"backprop": (), "neumann": ()}, what="gradient")
+GRAD = Enum(
+    {"backprop": (), "neumann": ()},
+    what="gradient",
+    docs={
+        "backprop": "differentiate through the log-det estimate",
+        "neumann": "the memory-saving Neumann-series gradient (Chen et al. 2019)",
+    },
+)
 #: torchdiffeq's adaptive solvers: error-controlled by ``rtol``/``atol``
 ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 #: its fixed-grid solvers: ``steps`` equal steps, whatever the error
@@ -104,9 +183,18 @@ FIXED_STEP_SOLVERS = (
     "implicit_adams",
 )
 SOLVERS = ADAPTIVE_SOLVERS + FIXED_STEP_SOLVERS
-SOLVER = Enum({s: () for s in SOLVERS}, what="ODE solver")
+SOLVER = Enum(
+    {s: () for s in SOLVERS},
+    what="ODE solver",
+    docs={
+        **{s: "adaptive: error controlled by `rtol`, `atol`" for s in ADAPTIVE_SOLVERS},
+        **{s: "fixed-step: `steps` equal steps" for s in FIXED_STEP_SOLVERS},
+    },
+)
 
-NET = Option("net", NETS, "mlp", doc="the conditioner")
+NET = Option(
+    "net", NETS, "mlp", doc="a coupling's conditioner, a residual block's branch g, an ODE's f"
+)
 COND = Option("cond", Tensor(), None, doc="a tensor the conditioner reads, not consumed")
 
 #: the properties a flow may `require` → does the requirement take a bound?

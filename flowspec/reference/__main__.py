@@ -1,0 +1,3 @@
+from flowspec.reference import main
+
+raise SystemExit(main())
