@@ -101,6 +101,14 @@ EXPLANATIONS: dict[str, Explanation] = {
         "without a certified bound (`resnet`). Then y = x + g(x) may not be invertible.",
         _flow("x = residual(x, net=mlp(hidden=[64]), lipschitz=1.2)"),
     ),
+    "E304": Explanation(
+        "A flow's `context` (the y of p(x | y)) passed to a block as a tensor, or listed in "
+        "`output`. A context conditions blocks through `cond=` and is never transformed or "
+        "consumed: the module takes it as an argument, so it cannot also be a latent.",
+        "flow f {\n    input x: [2]\n    context y: [1]\n"
+        "    x = coupling.affine(x, cond=y, net=mlp(hidden=[64]))\n"
+        "    x = concat(x, y)\n    output x\n}\n",
+    ),
     "E400": Explanation(
         "`require lipschitz <= L` or `require inverse_lipschitz <= L` cannot be proven: "
         "some block has no static bound (a coupling's conditioner is unconstrained), or the "
