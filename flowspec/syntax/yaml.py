@@ -39,7 +39,7 @@ from flowspec.core.diagnostics import Diagnostic
 from flowspec.core.names import code_point, did_you_mean
 from flowspec.core.spans import Source, Span
 from flowspec.kinds.options import describe
-from flowspec.syntax import ast, dsl
+from flowspec.syntax import ast, dsl, yaml_errors
 from flowspec.syntax.limits import (
     DEFAULT_LIMITS,
     Limits,
@@ -96,11 +96,15 @@ def parse(
     try:
         program = lowerer.program(root)
     except _Stop:
-        return None, lowerer.diagnostics
+        return None, _by_position(lowerer.errors + lowerer.diagnostics)
     if lowerer.diagnostics:
-        return None, lowerer.diagnostics
-    # the checker reports these too; said first, they keep their YAML hints
-    return program, schema.advice
+        return None, _by_position(lowerer.errors + lowerer.diagnostics)
+    # the checker reports the advice too; said first, it keeps its YAML hints
+    return program, _by_position(schema.advice + lowerer.errors)
+
+
+def _by_position(diags: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(diags, key=lambda d: (d.span.start, d.span.end))
 
 
 # --------------------------------------------------------------------------- loading
@@ -132,12 +136,7 @@ class _Reader:
         try:
             root = pyyaml.compose(text, Loader=pyyaml.SafeLoader)
         except pyyaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            offset = mark.index if mark is not None else 0
-            message = (e.problem or e.context or "malformed YAML").strip()
-            if e.context and e.problem:
-                message = f"{e.problem} ({e.context})"
-            self.error("E100", f"YAML syntax error: {message}", self._point(offset))
+            self.diagnostics.append(yaml_errors.syntax_error(self.source, e))
             raise _Stop from None
         except pyyaml.reader.ReaderError as e:
             self.error(
@@ -432,14 +431,15 @@ class _SchemaErrors:
     def _misspelt_step_key(self, error, path: tuple) -> None:
         """An unknown option one edit away from ``op``/``in``/``out`` is most likely a
         misspelt step key: the checker's E200, with the step key as the hint."""
-        from flowspec.syntax.schema import STEP_KEYS
-
         step = self._registry_step(path)
         if error.validator != "additionalProperties" or step is None or len(path) != len(step):
             return
         kind = error.instance["op"]
         for key in error.instance:
-            near = key not in error.schema.get("properties", {}) and did_you_mean(key, STEP_KEYS)
+            target = key not in error.schema.get("properties", {}) and yaml_errors.step_key_slip(
+                key
+            )
+            near = target and f"did you mean `{target}`?"
             if near:
                 key_node = self.reader.pairs(self._located(path))[key][0]
                 message = f"`{kind}` has no option `{key}`"
@@ -521,7 +521,8 @@ class _SchemaErrors:
             return
         if kind == "propertyNames":
             for key in value:
-                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or _is_keyword(key):
+                bad = not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or _is_keyword(key)
+                if bad and not self.step_key_slip(node, value, key):
                     self.bad_name(key, self.reader.pairs(node)[key][0], "an option")
             return
         if kind == "anyOf" and schema.get("allOf") and isinstance(value, dict):
@@ -530,6 +531,8 @@ class _SchemaErrors:
 
             for key in value:
                 near = did_you_mean(key, STATEMENT_KEYS)
+                if not near and yaml_errors.STEP_KEY_SLIPS.get(key) == "op":
+                    near = "did you mean `op`?"
                 if near:
                     self.emit(
                         "E100",
@@ -579,11 +582,22 @@ class _SchemaErrors:
         if kind in ("minProperties", "maxProperties"):
             self.emit("E201", "an option parameter is one pair `{NAME: DEFAULT}`", node)
             return
+        owner = self._instance_at(path) if path else None
+        # a key of the mapping at `path` (a `propertyNames` error): `input:` in a step
+        key_of_owner = isinstance(owner, dict) and isinstance(value, str) and value in owner
+        if key_of_owner and self.step_key_slip(node, owner, value):
+            return
         if isinstance(value, str) and self._wants_name(schema) and not _is_name(value):
             self.bad_name(value, node, "a name")
             return
         if not path:
             self.emit("E100", "a YAML spec is a mapping that starts with `flowspec: 1`", node)
+            return
+        words = yaml_errors.kind_words()
+        word = yaml_errors.kind_as_key(value, words)
+        if word is not None:  # `net: {mlp: {...}}` in a call of a user's block
+            message, hint = yaml_errors.kind_as_key_message(word, words[word])
+            self.emit("E201", message, self.reader.pairs(node)[word][0], hint=hint)
             return
         expected = schema.get("description") or self._expected(schema)
         code = "E100" if self._wants_structure(schema) else "E201"
@@ -608,10 +622,25 @@ class _SchemaErrors:
                 hint=f"write `{{require: {prop}, max: 2.0}}`",
             )
             return
+        if isinstance(value, dict) and "op" in value:
+            slips = [k for k in value if yaml_errors.step_key_slip(k) == key and k != key]
+            for slip in slips:  # `input: x` for `in: x`: the slip is the error, not a gap
+                self.step_key_slip(node, value, slip)
+            if slips:
+                return
         hint = None
         if key == "in":
             hint = "name the tensor(s) it consumes, such as `in: x`"
         self.emit("E201", f"{_noun(schema)} needs `{key}`", node, hint=hint)
+
+    def step_key_slip(self, node, value, key: str) -> bool:
+        """``input: x`` in a step: an unknown key, most likely ``in``."""
+        target = yaml_errors.step_key_slip(key) if "op" in value else None
+        if target is None:
+            return False
+        message, hint = yaml_errors.unknown_step_key(key, target, set(value))
+        self.emit("E100", message, self.reader.pairs(node)[key][0], hint=hint)
+        return True
 
     def bad_name(self, text: str, node, what: str) -> None:
         if _is_keyword(text):
@@ -661,6 +690,14 @@ class _SchemaErrors:
 # -------------------------------------------------------------------------- lowering
 
 
+def _options_of(kind: str) -> dict[str, Any] | None:
+    """A registry block's options (name → option type), or None for other kinds."""
+    from flowspec.kinds import REGISTRY
+
+    entry = REGISTRY.get(kind)
+    return None if entry is None else {o.name: o.type for o in entry.options}
+
+
 def _relocate(node, move):
     """A copy of an AST with every span passed through ``move``."""
     if isinstance(node, tuple):
@@ -686,6 +723,9 @@ class _Lowerer:
         self.reader = reader
         self.source = reader.source
         self.diagnostics: list[Diagnostic] = []
+        #: errors that do not stop lowering (a net written `{mlp: {...}}`), so the
+        #: checker still reports what is wrong inside
+        self.errors: list[Diagnostic] = []
 
     def span(self, node) -> Span:
         return self.reader.span(node)
@@ -821,7 +861,7 @@ class _Lowerer:
         kind = self.name(self.get(node, "op"), dotted=True)
         inputs = self.names(self.get(node, "in"))
         args = [ast.Arg(None, ast.Ref(n.id, n.span), n.span) for n in inputs]
-        args += self.keyword_args(node, skip=STEP_KEYS)
+        args += self.keyword_args(node, skip=STEP_KEYS, table=_options_of(kind.id))
         out = self.get(node, "out")
         targets = inputs if out is None else self.names(out)
         span = self.span(node)
@@ -829,25 +869,41 @@ class _Lowerer:
 
     # --------------------------------------------------------------- values
 
-    def keyword_args(self, node, skip) -> list[ast.Arg]:
-        """``key=value`` arguments from a mapping's pairs, except the keys in ``skip``."""
+    def keyword_args(self, node, skip, table=None) -> list[ast.Arg]:
+        """``key=value`` arguments from a mapping's pairs, except the keys in ``skip``;
+        ``table`` (name → option type) says what each option expects, for messages."""
+        table = table or {}
         return [
             ast.Arg(
                 ast.Name(key, self.span(key_node)),
-                self.value(value, key_node),
+                self.value(value, key_node, table.get(key)),
                 self.pair_span(key_node, value),
             )
             for key, (key_node, value) in self.reader.pairs(node).items()
             if key not in skip
         ]
 
-    def value(self, node, key_node=None) -> ast.Value:
+    def value(self, node, key_node=None, otype=None) -> ast.Value:
         span = self.span(node)
         if isinstance(node, pyyaml.SequenceNode):
             return ast.ListValue(tuple(self.value(n) for n in node.value), span)
         if isinstance(node, pyyaml.MappingNode):
-            args = self.keyword_args(node, skip=("kind",))
+            words = getattr(otype, "words", None)
+            pairs = {k: v for k, (_, v) in self.reader.pairs(node).items()}
+            word = yaml_errors.kind_as_key(pairs, words or ())
+            if word is not None:  # `net: {mlp: {hidden: [64]}}`: say so, read it anyway
+                word_node, inner = self.reader.pairs(node)[word]
+                message, hint = yaml_errors.kind_as_key_message(word, otype.what)
+                self.errors.append(Diagnostic("E201", message, self.span(word_node), hint=hint))
+                table = {o.name: o.type for o in words[word]}
+                args = self.keyword_args(inner, skip=(), table=table) if inner.value else []
+                return ast.Call(ast.Name(word, self.span(word_node)), tuple(args), span)
             kind = self.get(node, "kind")
+            word = self.reader.scalar(kind) if isinstance(kind, pyyaml.ScalarNode) else None
+            table = None
+            if words is not None and isinstance(word, str) and word in words:
+                table = {o.name: o.type for o in words[word]}
+            args = self.keyword_args(node, skip=("kind",), table=table)
             if not isinstance(kind, pyyaml.ScalarNode) or not isinstance(
                 self.reader.scalar(kind), str
             ):  # a mapping without `kind` has no AST form
@@ -869,13 +925,13 @@ class _Lowerer:
         if value is None:  # `key:` left empty points at the key
             where = key_node if key_node is not None and _empty(node) else node
             self.fail("E201", "expected a value, got nothing (null)", where)
-        return self.text_value(str(value), node)
+        return self.text_value(str(value), node, key_node, otype)
 
     def fail(self, code: str, message: str, node, hint: str | None = None):
         self.diagnostics.append(Diagnostic(code, message, self.span(node), hint=hint))
         raise _Stop
 
-    def text_value(self, text: str, node) -> ast.Value:
+    def text_value(self, text: str, node, key_node=None, otype=None) -> ast.Value:
         """A string where a value belongs, read as ``.flow`` would read it."""
         from flowspec.syntax.build import _unquote, build
         from flowspec.syntax.dsl import KEYWORDS, syntax_error
@@ -912,6 +968,15 @@ class _Lowerer:
             if too_deep is not None:
                 self.fail("E100", "the expression nests too deeply", node)
         except UnexpectedInput as err:
+            if key_node is not None and yaml_errors.looks_like_a_list(text):
+                # `hidden: "64, 64"`: a list written as a string, said at the option
+                message, hint = yaml_errors.list_in_a_string(
+                    key_node.value, text, getattr(otype, "name", None)
+                )
+                self.diagnostics.append(
+                    Diagnostic("E201", message, self.pair_span(key_node, node), hint=hint)
+                )
+                raise _Stop from None
             d = syntax_error(inner, err)
             message = d.message.replace("end of file", "end of the value")
             hint = d.hint and d.hint.replace("end of file", "the end of the value")
