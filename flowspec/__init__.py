@@ -13,10 +13,11 @@ from flowspec.api import check
 from flowspec.core.diagnostics import CODES, Diagnostic, SpecError
 
 __version__ = "0.1.0"
-__all__ = ["CODES", "Diagnostic", "Flow", "SpecError", "check", "compile"]
+__all__ = ["CODES", "Diagnostic", "Flow", "SpecError", "check", "compile", "exact"]
 
 if TYPE_CHECKING:
     from flowspec.compiler import compile
+    from flowspec.runtime.exact import exact
     from flowspec.runtime.flow import Flow
 
 
@@ -29,4 +30,8 @@ def __getattr__(name: str) -> Any:
         from flowspec.runtime.flow import Flow
 
         return Flow
+    if name == "exact":
+        from flowspec.runtime.exact import exact
+
+        return exact
     raise AttributeError(f"module 'flowspec' has no attribute {name!r}")

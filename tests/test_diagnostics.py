@@ -1,8 +1,8 @@
 """Diagnostics: every code has failing fixtures checked by code, position and caret;
 the syntax-error table, "did you mean", the renderers and the CLI's exit codes.
 
-Fixtures live in ``tests/fixtures/diagnostics/*.flow``.  Each says what it must report
-with comment lines under the offending line::
+Fixtures live in ``tests/fixtures/diagnostics/*.flow`` and ``*.yaml``.  Each says what it
+must report with comment lines under the offending line::
 
     y = concat(x, x)
 #                 ^ E301 tensor `x` is consumed twice
@@ -39,7 +39,7 @@ from flowspec.syntax.limits import Limits
 
 FIXTURES = Path(__file__).parent / "fixtures" / "diagnostics"
 GOLDEN = Path(__file__).parent / "golden" / "diagnostics"
-FIXTURE_PATHS = sorted(FIXTURES.glob("*.flow"))
+FIXTURE_PATHS = sorted([*FIXTURES.glob("*.flow"), *FIXTURES.glob("*.yaml")])
 
 _CARET = re.compile(r"#(?P<pad>\s*)(?P<marks>\^+)\s+(?P<code>[EW]\d{3})\s+(?P<message>.*)\Z")
 _LABEL = re.compile(r"#(?P<pad>\s*)(?P<marks>-+)\s+(?P<message>.*)\Z")
@@ -199,7 +199,7 @@ def test_every_fixture_name_starts_with_its_first_code():
 def test_at_least_six_different_syntax_mistakes_each_with_a_specific_message():
     messages = {}
     for path in FIXTURE_PATHS:
-        if path.stem.startswith("e100_"):
+        if path.stem.startswith("e100_") and path.suffix == ".flow":
             (e,) = read_annotations(path.read_text(encoding="utf-8"))[0]
             messages[path.stem] = e.message
     needed = {

@@ -165,7 +165,7 @@ def _statements(program: ast.Program) -> list[tuple[tuple, int, int]]:
         key = (type(item).__name__, seen[type(item).__name__])
         seen[type(item).__name__] += 1
         out.append(((key,), item.span.start, item.span.end))
-        walk(item.body, (key,))
+        walk(getattr(item, "body", ()), (key,))  # a top-level `let` has no body
     return out
 
 

@@ -32,6 +32,9 @@ MAX_KERNEL = 31
 MAX_SAMPLES = 1024
 #: power-iteration steps per forward pass of a residual block
 MAX_POWER_ITERS = 1000
+#: power-series terms of a residual block's exact evaluation (``eval_terms``): each
+#: term is d vector-Jacobian products
+MAX_EVAL_TERMS = 10_000
 #: iterations of a fixed-point inverse
 MAX_FIXEDPOINT_ITER = 100_000
 #: a seed (``shuffle(seed=)``, ``random(seed=)``): what a signed 64-bit integer holds

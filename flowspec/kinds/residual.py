@@ -90,6 +90,15 @@ ENTRIES: tuple[BlockKind, ...] = (
             Option("trace", TRACE, "hutchinson"),
             Option("grad", GRAD, "backprop"),
             Option("inverse", FIXEDPOINT, "fixedpoint"),
+            Option(
+                "eval_terms",
+                Int(min=1, max=L.MAX_EVAL_TERMS),
+                100,
+                doc="terms of the power series, each trace exact, that exact evaluation "
+                "(flow.log_prob(x, exact=True), flowspec.exact(flow)) sums when the block "
+                "has more than 256 features (up to 256 it takes slogdet of the Jacobian); "
+                "the error is at most d·c^(n+1)/((n+1)(1 − c)) for n terms and Lip(g) ≤ c",
+            ),
         ),
         _residual_shape,
         f"{_R}.residual:Residual",

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.kinds.options import Choice
+from flowspec.runtime.exact import exact as _exact
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -244,12 +245,21 @@ class Flow(nn.Module):
         levels = 2 ** self.DEQUANTIZE["bits"]
         return torch.floor(y * levels).clamp_(0, levels - 1)
 
-    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+    def exact(self, enabled: bool = True):
+        """``with flow.exact(): ...`` evaluates stochastic log-dets exactly (see
+        :func:`flowspec.runtime.exact.exact`)."""
+        return _exact(self, enabled)
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None, exact: bool = False) -> Tensor:
         """log p(x) = log q(F(x)) + log|det J_F(x)| (given ``context`` when the flow has
         one), per batch element: [B].
 
         With ``dequantize``, x holds integers and this is the dequantised lower bound
-        of the discrete log-likelihood (one noise draw)."""
+        of the discrete log-likelihood (one noise draw).  ``exact=True``: stochastic
+        log-dets are computed exactly, as inside ``flowspec.exact(flow)``."""
+        if exact:
+            with _exact(self):
+                return self.log_prob(x, context)
         self._check_input(x)
         ladj0 = None
         if self.DEQUANTIZE is not None:

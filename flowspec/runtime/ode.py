@@ -21,6 +21,8 @@ from flowspec.runtime.nets import build_net
 
 #: torchdiffeq's fixed-grid solvers; they take ``steps`` equal steps over [0, t]
 FIXED_GRID = frozenset(FIXED_STEP_SOLVERS)
+#: elements (probe copies × batch × features) of one chunk of the exact trace's probes
+_CHUNK_ELEMENTS = 1 << 22
 
 
 def _word(value: Choice | str) -> str:
@@ -74,6 +76,28 @@ class _Dynamics(nn.Module):
             inp = torch.cat([x, tt], dim=1)
         return self.net(inp).reshape(x.shape)
 
+    def _exact_trace(self, t: Tensor, xi: Tensor, graph: bool) -> tuple[Tensor, Tensor]:
+        """f(x, t) and tr(∂f/∂x) = Σ_i e_iᵀ(∂f/∂x)e_i: copy i of the batch carries the
+        cotangent e_i (row i of ∂f/∂x), in chunks of copies so memory stays bounded."""
+        b, d = xi.shape[0], self.features
+        chunk = max(1, min(d, _CHUNK_ELEMENTS // max(1, b * d)))
+        dx, trace = None, None
+        for start in range(0, d, chunk):
+            m = min(chunk, d - start)
+            copies = xi.unsqueeze(0).expand(m, *xi.shape).reshape(m * b, *xi.shape[1:])
+            fx = self.velocity(t, copies)
+            rows_of_eye = xi.new_zeros(m, d)
+            picked = torch.arange(m, device=xi.device)
+            rows_of_eye[picked, picked + start] = 1.0
+            cot = rows_of_eye.unsqueeze(1).expand(m, b, d).reshape(fx.shape)
+            (rows,) = torch.autograd.grad(fx, copies, cot, create_graph=graph)
+            rows = rows.reshape(m, b, d)[:, :, start : start + m]
+            part = rows.diagonal(dim1=0, dim2=2).sum(-1)  # Σ_i ∂f_i/∂x_i over the chunk
+            trace = part if trace is None else trace + part
+            if dx is None:
+                dx = fx[:b]
+        return dx, trace
+
     def forward(self, t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         x = state[0]
         if len(state) == 1:
@@ -83,15 +107,7 @@ class _Dynamics(nn.Module):
         with torch.enable_grad():
             xi = x if x.requires_grad else x.detach().requires_grad_(True)
             if len(state) == 2:
-                # copy i of the batch carries the cotangent e_i: row i of ∂f/∂x
-                copies = xi.unsqueeze(0).expand(d, *xi.shape).reshape(d * b, *xi.shape[1:])
-                fx = self.velocity(t, copies)
-                eye = torch.eye(d, dtype=x.dtype, device=x.device)
-                cot = eye.unsqueeze(1).expand(d, b, d).reshape(fx.shape)
-                (rows,) = torch.autograd.grad(fx, copies, cot, create_graph=graph)
-                rows = rows.reshape(d, b, d)
-                trace = rows.diagonal(dim1=0, dim2=2).sum(-1)  # Σ_i ∂f_i/∂x_i, [B]
-                dx = fx[:b]
+                dx, trace = self._exact_trace(t, xi, graph)
             else:
                 e = state[2]  # [S, B, *shape]
                 s = e.shape[0]
@@ -130,6 +146,10 @@ class ODE(Bijection):
     tolerances (but for ``implicit_adams``' corrector), so their inverse matches only up
     to the discretisation error, which shrinks as steps^-order.  ``adjoint=true`` uses
     ``odeint_adjoint`` (constant memory in the number of steps).
+
+    Exact evaluation (``exact_eval = True``, set by ``flowspec.exact(flow)`` or
+    ``flow.log_prob(x, exact=True)``) integrates the exact trace whatever ``trace`` says,
+    so the log-det is deterministic and exact up to the solver's error.
 
     References: Chen et al. 2018, Neural Ordinary Differential Equations, arXiv:1806.07366;
     Grathwohl et al. 2019, FFJORD, arXiv:1810.01367.
@@ -181,6 +201,8 @@ class ODE(Bijection):
         noise = trace.get("noise", "rademacher") if isinstance(trace, Choice) else "rademacher"
         self.gaussian = _word(noise) == "gaussian"
         self.adjoint = bool(adjoint)
+        #: exact evaluation switch, set by ``flowspec.exact(flow)``
+        self.exact_eval = False
         self.register_buffer("_span", torch.tensor([0.0, self.t1]), persistent=False)
         self.register_buffer("_back", torch.tensor([self.t1, 0.0]), persistent=False)
 
@@ -198,7 +220,7 @@ class ODE(Bijection):
 
     def _augmented(self, x: Tensor, span: Tensor) -> tuple[Tensor, Tensor]:
         a0 = x.new_zeros(x.shape[0])
-        if self.exact_trace:
+        if self.exact_trace or self.exact_eval:
             y, a = self._solve((x, a0), span)
         else:
             probes = x.new_empty(self.samples, *x.shape)

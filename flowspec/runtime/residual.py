@@ -17,6 +17,13 @@ from flowspec.kinds.options import Choice
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.lipschitz_layers import LipschitzConvNet, LipschitzMLP
 
+#: exact evaluation (``flowspec.exact``) forms the d×d Jacobian and takes ``slogdet`` up to
+#: this many features per sample; above it, it sums ``eval_terms`` terms of the power
+#: series with exact traces (see :meth:`Residual.series_tail_bound` for the error)
+EXACT_MAX_FEATURES = 256
+#: elements (probe copies × batch × features) of one chunk of exact-trace probes
+_CHUNK_ELEMENTS = 1 << 22
+
 
 def _word(value: Choice | str) -> str:
     return value.kind if isinstance(value, Choice) else str(value)
@@ -58,6 +65,14 @@ class Residual(Bijection):
     ``forward`` returns the configured (possibly stochastic) estimate; ``transform`` is
     x + g(x) with no log-det work.
 
+    Exact evaluation (``exact_eval = True``, set by ``flowspec.exact(flow)`` or
+    ``flow.log_prob(x, exact=True)``) replaces the estimate, whatever ``logdet``,
+    ``trace`` and ``grad`` say: for d ≤ :data:`EXACT_MAX_FEATURES`, ``slogdet(I + J_g)``
+    with J_g from d vector-Jacobian products (exact to rounding); above it the series
+    Σ_{k=1}^{n} (−1)^{k+1}/k · tr(J_g^k), n = ``eval_terms``, every trace exact
+    (Σ_i e_iᵀ J_g^k e_i, n·d vector-Jacobian products in chunks), deterministic and off
+    by at most :meth:`series_tail_bound` (n).  Gradients are backpropagated.
+
     References: Behrmann et al. 2019, Invertible Residual Networks, arXiv:1811.00995;
     Chen et al. 2019, Residual Flows for Invertible Generative Modeling, arXiv:1906.02735.
 
@@ -73,6 +88,8 @@ class Residual(Bijection):
         trace: ``hutchinson(samples, noise)`` | ``exact``.
         grad: ``backprop`` | ``neumann``.
         inverse: ``fixedpoint(tol, max_iter)``.
+        eval_terms: terms of the exactly-traced series under exact evaluation when d is
+            over :data:`EXACT_MAX_FEATURES`.
         name: how errors name the block (the code generator may set it).
     """
 
@@ -86,6 +103,7 @@ class Residual(Bijection):
         trace: Choice | str = "hutchinson",
         grad: Choice | str = "backprop",
         inverse: Choice | str = "fixedpoint",
+        eval_terms: int = 100,
         name: str | None = None,
         **options: Any,
     ) -> None:
@@ -137,6 +155,11 @@ class Residual(Bijection):
         self.neumann = _word(grad) == "neumann"
         self.tol = float(inverse.get("tol", 1e-6)) if isinstance(inverse, Choice) else 1e-6
         self.max_iter = int(inverse.get("max_iter", 200)) if isinstance(inverse, Choice) else 200
+        if int(eval_terms) < 1:
+            raise ValueError(f"residual needs eval_terms >= 1, got {eval_terms}")
+        self.eval_terms = int(eval_terms)
+        #: exact evaluation switch, set by ``flowspec.exact(flow)``
+        self.exact_eval = False
         # cotangents that pick Jacobian rows: batch copy i (of d) gets e_i
         self.register_buffer("_eye", torch.eye(self.features), persistent=False)
 
@@ -147,6 +170,17 @@ class Residual(Bijection):
         weight used, or of every kernel's DFT for conv, times the activations' constants);
         ≤ c by construction."""
         return self.g.lipschitz_bound()
+
+    def series_tail_bound(self, terms: int | None = None) -> float:
+        """An upper bound of |log det(I + J_g) − Σ_{k≤n} (−1)^{k+1}/k · tr(J_g^k)|, the
+        error of the exactly-traced series with n = ``terms`` (default ``eval_terms``):
+        |tr(J^k)| ≤ d·‖J‖^k ≤ d·c^k with c = :meth:`lipschitz_bound`, so the tail is at
+        most Σ_{k>n} d·c^k/k ≤ d·c^{n+1}/((n+1)(1 − c))."""
+        n = self.eval_terms if terms is None else int(terms)
+        c = self.lipschitz_bound()
+        if c <= 0.0:
+            return 0.0
+        return self.features * c ** (n + 1) / ((n + 1) * (1.0 - c))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         weights = self.g.weights()
@@ -170,7 +204,8 @@ class Residual(Bijection):
     def extra_repr(self) -> str:
         return (
             f"in_shapes={self.in_shapes}, lipschitz={self.lipschitz}, "
-            f"logdet={self.estimator}, exact_trace={self.exact_trace}, neumann={self.neumann}"
+            f"logdet={self.estimator}, exact_trace={self.exact_trace}, neumann={self.neumann}, "
+            f"eval_terms={self.eval_terms}"
         )
 
     # ------------------------------------------------------------------ inverse
@@ -209,17 +244,20 @@ class Residual(Bijection):
         """y = x + g(x) and the configured ladj estimate, for flat x: [B, d]."""
         graph = self._needs_graph(x)
         b, d = x.shape
+        slogdet = self.estimator == "exact" or (self.exact_eval and d <= EXACT_MAX_FEATURES)
+        if self.exact_eval and not slogdet:
+            return self._value_and_exact_series(x, weights, graph)
         # g runs once on k stacked copies of x: copy 0 gives y, the others carry the
         # probe vectors of the vector-Jacobian products (no Python loop over the batch)
-        copies = d if self.estimator == "exact" or self.exact_trace else self.samples
+        copies = d if slogdet or self.exact_trace else self.samples
         with torch.enable_grad():
             xi = x if x.requires_grad else x.detach().requires_grad_(True)
             stacked = xi.expand(copies, b, d).reshape(copies * b, d)
             gx = self.g(stacked, weights)
             y = xi + gx[:b]
-            if self.estimator == "exact" or self.exact_trace:
+            if slogdet or self.exact_trace:
                 jac = self._jacobian(gx, stacked, b, d, create_graph=graph)
-                ladj = self._ladj_from_jacobian(jac, graph)
+                ladj = self._ladj_from_jacobian(jac, graph, slogdet)
             else:
                 ladj = self._ladj_hutchinson(gx, stacked, b, d, graph)
         if not graph:
@@ -232,8 +270,38 @@ class Residual(Bijection):
         (rows,) = torch.autograd.grad(gx, xs, cot, create_graph=create_graph, retain_graph=True)
         return rows.reshape(d, b, d).transpose(0, 1)  # [B, i, j] = ∂g_i/∂x_j
 
-    def _ladj_from_jacobian(self, jac: Tensor, graph: bool) -> Tensor:
-        if self.estimator == "exact":
+    def _value_and_exact_series(
+        self, x: Tensor, weights: list[Tensor], graph: bool
+    ) -> tuple[Tensor, Tensor]:
+        """y and Σ_{k=1}^{n} (−1)^{k+1}/k · tr(J_g^k), n = ``eval_terms``, each trace the
+        exact Σ_i e_iᵀ (J_gᵀ)^k e_i: the probes e_i go through in chunks of copies of the
+        batch, so memory is bounded whatever d is, and nothing is random."""
+        b, d = x.shape
+        n = self.eval_terms
+        coef = [(-1) ** (k + 1) / k for k in range(1, n + 1)]
+        chunk = max(1, min(d, _CHUNK_ELEMENTS // max(1, b * d)))
+        ladj = x.new_zeros(b)
+        with torch.enable_grad():
+            xi = x if x.requires_grad else x.detach().requires_grad_(True)
+            y = xi + self.g(xi, weights)
+            for start in range(0, d, chunk):
+                m = min(chunk, d - start)
+                stacked = xi.expand(m, b, d).reshape(m * b, d)
+                gx = self.g(stacked, weights)
+                eye = self._eye[start : start + m].to(x.dtype)
+                v = eye.unsqueeze(1).expand(m, b, d).reshape(m * b, d)
+                w = v
+                for k in range(1, n + 1):
+                    (w,) = torch.autograd.grad(
+                        gx, stacked, w, create_graph=graph, retain_graph=True
+                    )
+                    ladj = ladj + coef[k - 1] * (w * v).sum(-1).reshape(m, b).sum(0)
+        if not graph:
+            y, ladj = y.detach(), ladj.detach()
+        return y, ladj
+
+    def _ladj_from_jacobian(self, jac: Tensor, graph: bool, slogdet: bool) -> Tensor:
+        if slogdet:
             eye = self._eye.to(jac.dtype)
             return torch.linalg.slogdet(eye + jac)[1]
         n, weights = self._series_weights(jac.device)
