@@ -135,13 +135,16 @@ class _Lowerer(BlockExpansion):
             return None
         if tid == fg.context and not read_only:
             context = fg.tensors[tid]
+            subject = f"the context `{ref.name}`"
+            if ref.name != context.name:  # a block's tensor parameter
+                subject = f"`{ref.name}` (bound to the context `{context.name}`)"
             self.error(
                 "E304",
-                f"the context `{ref.name}` is read-only: it conditions blocks but is never "
+                f"{subject} is read-only: it conditions blocks but is never "
                 "transformed or consumed",
                 ref.span,
                 hint=f"pass it as `cond={ref.name}` to condition a block on it",
-                labels=(Label(context.span, f"`{ref.name}` is the flow's context"),),
+                labels=(Label(context.span, f"`{context.name}` is the flow's context"),),
             )
             return None
         fg.uses[tid].append(Use(node_id, ref.span, read_only))
