@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowspec.core.diagnostics import Diagnostic
-from flowspec.core.names import did_you_mean
+from flowspec.core.names import close_matches, did_you_mean
 from flowspec.core.spans import Span
 from flowspec.ir.graph import FlowGraph, Node
 from flowspec.kinds import DEQUANTIZERS, LATENTS, REGISTRY
@@ -44,6 +44,9 @@ def resolve_node(node: Node) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
     out: dict[str, Any] = {}
     diags: list[Diagnostic] = []
     seen: dict[str, Span] = {}
+    #: options an unknown option looks like a misspelling of: the E200 "did you mean"
+    #: says it, so a missing one of them is not reported a second time
+    misspelt: set[str] = set()
     for arg in node.args:
         if arg.key in seen:
             diags.append(Diagnostic("E201", f"option `{arg.key}` given twice", arg.span))
@@ -51,6 +54,7 @@ def resolve_node(node: Node) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
         seen[arg.key] = arg.span
         option = by_name.get(arg.key)
         if option is None:
+            misspelt.update(close_matches(arg.key, by_name))
             diags.append(
                 Diagnostic(
                     "E200",
@@ -68,15 +72,15 @@ def resolve_node(node: Node) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
                 e.message = f"`{arg.key}` {e.message}"
             diags.append(_option_error(e, arg.value_span))
     for option in spec.options:
-        if option.name in out or option.name in seen:
+        if option.name in out or option.name in seen or option.name in misspelt:
             continue
         if option.required:
             diags.append(
                 Diagnostic(
                     "E201",
-                    f"`{node.kind}` needs the option `{option.name}`",
+                    f"`{node.kind}` is missing option `{option.name}`",
                     node.span,
-                    hint=f"add `{option.name}=...`",
+                    hint=option.hint or f"add `{option.name}=...`",
                 )
             )
             continue

@@ -33,29 +33,38 @@ LAYERS = Int(min=1, max=L.MAX_LAYERS)
 SEED = Int(min=0, max=L.MAX_SEED)
 INIT = Enum({"zero": (), "default": ()}, what="initialisation")
 
-NETS = Enum(
-    {
-        "mlp": (
-            Option("hidden", HIDDEN, [64, 64], doc="widths of the hidden layers"),
-            Option("act", ACT, "relu"),
-            Option("init", INIT, "zero", doc="`zero`: last layer zero (identity start)"),
-        ),
-        "conv": (
-            Option("hidden", WIDTH, 512, doc="channels of the hidden layers"),
-            Option("kernel", Int(min=1, max=L.MAX_KERNEL), 3),
-            Option("depth", LAYERS, 2, doc="number of hidden convolutions"),
-            Option("act", ACT, "relu"),
-            Option("init", INIT, "zero"),
-        ),
-        "resnet": (
-            Option("hidden", WIDTH, 256),
-            Option("blocks", LAYERS, 2),
-            Option("act", ACT, "relu"),
-            Option("init", INIT, "zero"),
-        ),
-    },
-    what="net",
-)
+
+def _nets(act: str) -> Enum:
+    """The net words, their activation defaulting to ``act``."""
+    return Enum(
+        {
+            "mlp": (
+                Option("hidden", HIDDEN, [64, 64], doc="widths of the hidden layers"),
+                Option("act", ACT, act),
+                Option("init", INIT, "zero", doc="`zero`: last layer zero (identity start)"),
+            ),
+            "conv": (
+                Option("hidden", WIDTH, 512, doc="channels of the hidden layers"),
+                Option("kernel", Int(min=1, max=L.MAX_KERNEL), 3),
+                Option("depth", LAYERS, 2, doc="number of hidden convolutions"),
+                Option("act", ACT, act),
+                Option("init", INIT, "zero"),
+            ),
+            "resnet": (
+                Option("hidden", WIDTH, 256),
+                Option("blocks", LAYERS, 2),
+                Option("act", ACT, act),
+                Option("init", INIT, "zero"),
+            ),
+        },
+        what="net",
+    )
+
+
+NETS = _nets("relu")
+#: the nets of ``ode`` blocks: the same words, with a smooth default activation
+#: (FFJORD's softplus), so the default dynamics are smooth and W102 does not fire
+ODE_NETS = _nets("softplus")
 
 LATENTS = Enum({"normal": (), "logistic": (), "uniform": ()}, what="latent distribution")
 DEQUANTIZERS = Enum({"uniform": (Option("bits", Int(min=1, max=16), 8),)}, what="dequantizer")
@@ -106,7 +115,31 @@ FIXED_STEP_SOLVERS = (
 SOLVERS = ADAPTIVE_SOLVERS + FIXED_STEP_SOLVERS
 SOLVER = Enum({s: () for s in SOLVERS}, what="ODE solver")
 
-NET = Option("net", NETS, "mlp", doc="the conditioner")
+#: ``net=`` is required (LANGUAGE.md §3 lists it without a default): a missing net is
+#: E201 with a typical net as the hint, never a silent default mlp
+_NET_HINT = (
+    "add a net, such as `net=mlp(hidden=[64, 64])` (`net=conv(hidden=512)` for a [C, H, W] tensor)"
+)
+NET = Option("net", NETS, None, required=True, doc="the conditioner", hint=_NET_HINT)
+#: the residual branch g: 1-Lipschitz activations only (E303 otherwise)
+RESIDUAL_NET = Option(
+    "net",
+    NETS,
+    None,
+    required=True,
+    doc="the residual branch g, spectrally normalised",
+    hint="add a net, such as `net=mlp(hidden=[64, 64], act=lipswish)` "
+    "(`net=conv(hidden=64, act=lipswish)` for a [C, H, W] tensor)",
+)
+ODE_NET = Option(
+    "net",
+    NETS,
+    None,
+    required=True,
+    doc="the dynamics f(x, t); its activation defaults to softplus (smooth)",
+    hint="add a net, such as `net=mlp(hidden=[64, 64])` (`net=conv(hidden=64)` for a "
+    "[C, H, W] tensor)",
+)
 COND = Option("cond", Tensor(), None, doc="a tensor the conditioner reads, not consumed")
 
 #: the properties a flow may `require` → does the requirement take a bound?
