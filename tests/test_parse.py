@@ -593,6 +593,14 @@ LANGUAGE_MD_BLOCKS = {
         "atol=1e-5, trace=hutchinson, adjoint=true)",
     ),
     "ode-exact": ("[4]", "x = ode(x, net=mlp(hidden=[8], act=tanh), solver=euler, trace=exact)"),
+    # ours, beyond §3 (README, "Language decisions"): NICE's scaling, Glow's priors
+    "scale": ("[4]", "x = scale(x)"),
+    "gaussianize": ("[4]", "x = gaussianize(x)"),
+    "gaussianize-cond": (
+        "[4]",
+        "a, b = split(x)\n    a = gaussianize(a, cond=b, net=mlp(hidden=[8]))\n"
+        "    x = concat(a, b)",
+    ),
 }
 
 

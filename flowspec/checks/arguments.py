@@ -75,14 +75,7 @@ def resolve_node(node: Node) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
         if option.name in out or option.name in seen or option.name in misspelt:
             continue
         if option.required:
-            diags.append(
-                Diagnostic(
-                    "E201",
-                    f"`{node.kind}` is missing option `{option.name}`",
-                    node.span,
-                    hint=option.hint or f"add `{option.name}=...`",
-                )
-            )
+            diags.append(_missing(node, option))
             continue
         default = option.default
         try:
@@ -93,9 +86,21 @@ def resolve_node(node: Node) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
         except OptionError:  # a registry default that does not resolve is our bug
             raise
         out[option.name] = default
+    for name in () if diags else spec.needs(out):
+        if out.get(name) is None and name not in seen and name not in misspelt:
+            diags.append(_missing(node, by_name[name]))
     if diags:
         return None, diags
     return out, diags
+
+
+def _missing(node: Node, option) -> Diagnostic:
+    return Diagnostic(
+        "E201",
+        f"`{node.kind}` is missing option `{option.name}`",
+        node.span,
+        hint=option.hint or f"add `{option.name}=...`",
+    )
 
 
 def _resolve_flow_value(table, value: Any, span: Span, what: str) -> tuple[Any, list]:

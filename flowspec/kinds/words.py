@@ -133,7 +133,7 @@ RESIDUAL_NET = Option(
 )
 ODE_NET = Option(
     "net",
-    NETS,
+    ODE_NETS,
     None,
     required=True,
     doc="the dynamics f(x, t); its activation defaults to softplus (smooth)",
