@@ -20,9 +20,9 @@ REALNVP = ROOT / "specs" / "realnvp.flow"
 TWO_FLOWS = """
 flow first {
     input x: [4]
-    x = coupling.affine(x)
+    x = coupling.affine(x, net=mlp)
     x = reverse(x)
-    x = coupling.affine(x)
+    x = coupling.affine(x, net=mlp)
     output x
 }
 flow second {

@@ -76,7 +76,7 @@ FLOATS = [
         "`factor` expected an integer, got the float",
     ),
     (
-        "x = coupling.spline(x, bins=8.0)",
+        "x = coupling.spline(x, net=mlp, bins=8.0)",
         "[4]",
         "8.0",
         "`bins` expected an integer, got the float",
@@ -254,9 +254,9 @@ def test_the_dequantize_bits_refuse_a_float():
 
 
 def test_an_integral_float_gets_a_hint_with_the_integer():
-    d = only_error(spec("x = coupling.spline(x, bins=8.0)"))
+    d = only_error(spec("x = coupling.spline(x, net=mlp, bins=8.0)"))
     assert d.hint is not None and "write `8`" in d.hint
-    assert "2.5" in only_error(spec("x = coupling.spline(x, bins=2.5)")).message
+    assert "2.5" in only_error(spec("x = coupling.spline(x, net=mlp, bins=2.5)")).message
 
 
 def test_sizes_at_their_bounds_check_clean():

@@ -359,13 +359,13 @@ def test_an_empty_spec_defines_no_flow():
     [
         ("x = coupling.afine(x)", "`coupling.affine`"),  # block kind
         ("x = revers(x)", "`reverse`"),
-        ("x = coupling.affine(x, flp=true)", "`flip`"),  # option
-        ("x = coupling.affine(x, mask=alternat)", "`alternate`"),  # enum word
-        ("x = coupling.affine(x, scale=softclmp)", "`softclamp`"),
+        ("x = coupling.affine(x, net=mlp, flp=true)", "`flip`"),  # option
+        ("x = coupling.affine(x, net=mlp, mask=alternat)", "`alternate`"),  # enum word
+        ("x = coupling.affine(x, net=mlp, scale=softclmp)", "`softclamp`"),
         ("x = coupling.affine(x, net=mlp(act=tahn))", "`tanh`"),  # activation
         ("x = coupling.affine(x, net=mlpp(hidden=[4]))", "`mlp`"),  # net
         ("x = coupling.affine(x, net=mlp(hiddn=[4]))", "`hidden`"),  # net option
-        ("x = residual(x, logdet=rolette(p=0.5))", "`roulette`"),  # estimator
+        ("x = residual(x, net=mlp, logdet=rolette(p=0.5))", "`roulette`"),  # estimator
         ("x = autoregressive.affine(x, order=revers)", "`reverse`"),
         ("features = linear(x)\n    x = linear(featurs)", "`features`"),  # tensor
         ("reqire exact_logdet", "`require`"),  # keywords

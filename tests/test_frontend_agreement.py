@@ -44,6 +44,7 @@ NAMES = (
     *("sizes", "cond", "mask", "half", "factor", "squeeze", "residual", "ode", "trace"),
     *("logdet", "glow_step", "bins", "bound", "lu", "order", "random", "cpu", "cuda"),
     *("step", "ot", "kind", "roulette", "hutchinson", "neumann", "fixedpoint", "q"),
+    *("scale", "gaussianize", "depth"),
 )
 #: values a mutation puts where a number was
 VALUES = (
@@ -95,6 +96,12 @@ STATEMENTS = (
     "x = residual(x, net=mlp(hidden=[8]), lipschitz=1.2)",
     "x = residual(x, net=mlp(hidden=[8]))",
     "x = ode(x, net=mlp(hidden=[8]))",
+    "x = coupling.affine(x)",
+    "x = scale(x)",
+    "x = gaussianize(x)",
+    "x = gaussianize(x, net=mlp)",
+    "a = gaussianize(a, cond=b)",
+    "a = gaussianize(a, cond=b, net=conv(depth=0))",
     "repeat 2 { x = reverse(x) }",
     "repeat n { x = reverse(x) }",
     'on "" { x = reverse(x) }',

@@ -241,7 +241,8 @@ def test_input_and_latent():
     for latent in ("normal", "logistic", "uniform", "normal()"):
         _, fg = checked(
             f"flow f {{\n    input x: [2]\n    latent {latent}\n"
-            "    x = coupling.affine(x)\n    x = reverse(x)\n    x = coupling.affine(x)\n"
+            "    x = coupling.affine(x, net=mlp)\n    x = reverse(x)\n"
+            "    x = coupling.affine(x, net=mlp)\n"
             "    output x\n}\n"
         )
         assert fg.latent_choice == Choice(latent.rstrip("()"))
@@ -283,8 +284,8 @@ def test_assignment_with_several_targets_and_rebinding():
     assert again.call.args[:3] == (Arg(None, Ref("a")), Arg(None, Ref("b")), Arg(None, Ref("c")))
     _, fg = checked(
         "flow f {\n    input x: [4]\n    a, b, c = split(x, sizes=[1, 1, 2])\n"
-        "    x = concat(a, b, c)\n    x = coupling.affine(x)\n    x = reverse(x)\n"
-        "    x = coupling.affine(x)\n    output x\n}\n"
+        "    x = concat(a, b, c)\n    x = coupling.affine(x, net=mlp)\n    x = reverse(x)\n"
+        "    x = coupling.affine(x, net=mlp)\n    output x\n}\n"
     )
     (split,) = blocks_of(fg, "split")
     assert split.out_shapes == [(1,), (1,), (2,)]
@@ -313,7 +314,8 @@ def test_repeat_forms():
         "flow f {\n    input x: [4]\n    repeat 3 { x = reverse(x) }\n"
         "    repeat 2 as i { x = shuffle(x, seed=i) }\n"
         "    repeat 0 { x = reverse(x) }\n"
-        "    x = coupling.affine(x)\n    x = reverse(x)\n    x = coupling.affine(x)\n"
+        "    x = coupling.affine(x, net=mlp)\n    x = reverse(x)\n"
+        "    x = coupling.affine(x, net=mlp)\n"
         "    output x\n}\n"
     )
     assert [n.kind for n in fg.blocks()] == ["reverse"] * 3 + ["shuffle"] * 2 + [
@@ -341,7 +343,8 @@ def test_on_device_bare_and_quoted(written, device):
     assert stmt.device == ast.String(device)
     _, fg = checked(
         f"flow f {{\n    input x: [4]\n    on {written} {{ x = actnorm(x) }}\n"
-        "    x = coupling.affine(x)\n    x = reverse(x)\n    x = coupling.affine(x)\n"
+        "    x = coupling.affine(x, net=mlp)\n    x = reverse(x)\n"
+        "    x = coupling.affine(x, net=mlp)\n"
         "    output x\n}\n"
     )
     assert blocks_of(fg, "actnorm")[0].device == device
@@ -403,8 +406,9 @@ def test_output_several_tensors():
     (stmt,) = body_of("a, b = split(x)", "output a, b")[1:]
     assert stmt == ast.OutputStmt((Name("a"), Name("b")))
     _, fg = checked(
-        "flow f {\n    input x: [4, 2, 2]\n    x = coupling.affine(x, mask=checkerboard)\n"
-        "    x = coupling.affine(x, mask=checkerboard, flip=true)\n"
+        "flow f {\n    input x: [4, 2, 2]\n"
+        "    x = coupling.affine(x, net=mlp, mask=checkerboard)\n"
+        "    x = coupling.affine(x, net=mlp, mask=checkerboard, flip=true)\n"
         "    a, b = split(x)\n    output a, b\n}\n"
     )
     assert [fg.tensors[t].shape for t in fg.outputs] == [(2, 2, 2), (2, 2, 2)]
@@ -510,8 +514,8 @@ def test_nested_option_values():
 def test_cond_reads_a_tensor_without_consuming_it():
     _, fg = checked(
         "flow f {\n    input x: [6]\n    a, b = split(x, sizes=[2, 4])\n"
-        "    b = coupling.affine(b, cond=a)\n    b = reverse(b)\n"
-        "    b = coupling.affine(b, cond=a)\n"
+        "    b = coupling.affine(b, net=mlp, cond=a)\n    b = reverse(b)\n"
+        "    b = coupling.affine(b, net=mlp, cond=a)\n"
         "    b = autoregressive.affine(b, hidden=[8], cond=a)\n"
         "    a = actnorm(a)\n    output a, b\n}\n"
     )
@@ -544,7 +548,10 @@ LANGUAGE_MD_BLOCKS = {
     "additive": ("[4]", "x = coupling.additive(x, net=mlp(hidden=[8]), mask=half)"),
     "affine": ("[4]", "x = coupling.affine(x, net=mlp(hidden=[8]), mask=half, scale=softclamp)"),
     "affine-exp": ("[4]", "x = coupling.affine(x, net=mlp(hidden=[8]), scale=exp)"),
-    "affine-sigmoid": ("[4]", "x = coupling.affine(x, scale=sigmoid, mask=alternate, flip=true)"),
+    "affine-sigmoid": (
+        "[4]",
+        "x = coupling.affine(x, net=mlp, scale=sigmoid, mask=alternate, flip=true)",
+    ),
     "spline": ("[4]", "x = coupling.spline(x, net=mlp(hidden=[8]), mask=half, bins=8, bound=3.0)"),
     "checkerboard": ("[2, 4, 4]", "x = coupling.affine(x, net=conv(hidden=8), mask=checkerboard)"),
     "channel": ("[2, 4, 4]", "x = coupling.affine(x, net=conv(hidden=8), mask=channel)"),
@@ -586,6 +593,14 @@ LANGUAGE_MD_BLOCKS = {
         "atol=1e-5, trace=hutchinson, adjoint=true)",
     ),
     "ode-exact": ("[4]", "x = ode(x, net=mlp(hidden=[8], act=tanh), solver=euler, trace=exact)"),
+    # ours, beyond §3 (README, "Language decisions"): NICE's scaling, Glow's priors
+    "scale": ("[4]", "x = scale(x)"),
+    "gaussianize": ("[4]", "x = gaussianize(x)"),
+    "gaussianize-cond": (
+        "[4]",
+        "a, b = split(x)\n    a = gaussianize(a, cond=b, net=mlp(hidden=[8]))\n"
+        "    x = concat(a, b)",
+    ),
 }
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 pytest_plugins = ["pytester"]
 
 GOOD = (
-    "flow f {\n    input x: [4]\n    x = coupling.affine(x)\n    x = reverse(x)\n"
-    "    x = coupling.affine(x)\n    output x\n}\n"
+    "flow f {\n    input x: [4]\n    x = coupling.affine(x, net=mlp)\n    x = reverse(x)\n"
+    "    x = coupling.affine(x, net=mlp)\n    output x\n}\n"
 )
 BAD = "flow f {\n    input x: [4]\n    x = reverse(y)\n    output x\n}\n"
-WARN = "flow f {\n    input x: [4]\n    x = coupling.affine(x)\n    output x\n}\n"
+WARN = "flow f {\n    input x: [4]\n    x = coupling.affine(x, net=mlp)\n    output x\n}\n"
 
 
 def test_specs_are_test_items(pytester):

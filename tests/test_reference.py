@@ -164,7 +164,8 @@ def test_explain_a_kind_prints_its_entry() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("# `coupling.affine`\n")
     assert (
-        "x = coupling.affine(x, net=mlp, mask=half, flip=false, scale=softclamp" in result.stdout
+        "x = coupling.affine(x, net=mlp(...), mask=half, flip=false, scale=softclamp"
+        in result.stdout
     )
     assert "`scale`: one of `exp`, `sigmoid`, `softclamp`" in result.stdout
     assert "Real NVP, arXiv:1605.08803" in result.stdout

@@ -8,10 +8,10 @@ from xml.etree import ElementTree as ET
 from flowspec.core.diagnostics import CODES
 
 BAD = "flow f {\n    input x: [4]\n    x = reverse(x)\n    y = reverse(x)\n    output x\n}\n"
-WARN = "flow g {\n    input x: [4]\n    x = coupling.affine(x)\n    output x\n}\n"
+WARN = "flow g {\n    input x: [4]\n    x = coupling.affine(x, net=mlp)\n    output x\n}\n"
 GOOD = (
-    "flow h {\n    input x: [4]\n    x = coupling.affine(x)\n    x = reverse(x)\n"
-    "    x = coupling.affine(x)\n    output x\n}\n"
+    "flow h {\n    input x: [4]\n    x = coupling.affine(x, net=mlp)\n    x = reverse(x)\n"
+    "    x = coupling.affine(x, net=mlp)\n    output x\n}\n"
 )
 
 

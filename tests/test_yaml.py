@@ -27,7 +27,7 @@ import flowspec
 from flowspec.core.spans import Source
 from flowspec.driver import Compilation
 from flowspec.kinds import REGISTRY
-from flowspec.kinds.options import Enum, IntList, OptionError, Raw, Tensor, Word
+from flowspec.kinds.options import Choice, Enum, IntList, OptionError, Raw, Tensor, Word
 from flowspec.syntax import ast, dsl
 from flowspec.syntax import yaml as yaml_front
 from flowspec.syntax.schema import build_schema, dumps, load_schema, schema_path, validator
@@ -109,12 +109,20 @@ def test_every_block_kind_has_its_options_in_the_schema():
         assert set(properties) == {"op", "in", "out"} | {o.name for o in spec.options}
 
 
+def _as_yaml(value):
+    """An example's option value as YAML data (a net ``Choice`` is ``{kind, ...}``)."""
+    if isinstance(value, Choice):
+        return {"kind": value.kind, **{k: _as_yaml(v) for k, v in value.options.items()}}
+    return value
+
+
 def _instance_step(kind: str, option: str | None = None, value=None) -> dict:
     spec = REGISTRY[kind]
     step = {"op": kind, "in": "x" if spec.inputs == 1 else ["x", "y"]}
     for o in spec.options:  # required options get a valid value from an example
         if o.required and o.name != option:
-            step[o.name] = next(e.options[o.name] for e in spec.examples if o.name in e.options)
+            value_ = next(e.options[o.name] for e in spec.examples if o.name in e.options)
+            step[o.name] = _as_yaml(value_)
     if option is not None:
         step[option] = value
     return {"flowspec": 1, "flows": [{"name": "f", "body": [step]}]}
@@ -440,7 +448,7 @@ ERRORS = [
     ),
     (
         "unknown enum word",
-        flow_yaml("{op: coupling.affine, in: x, mask: halff}"),
+        flow_yaml("{op: coupling.affine, in: x, net: mlp, mask: halff}"),
         "E200",
         ("halff", 1),
         "unknown mask `halff`",
@@ -612,7 +620,7 @@ ERRORS = [
     ),
     (
         "not contractive",
-        flow_yaml("{op: residual, in: x, lipschitz: 1.2}"),
+        flow_yaml("{op: residual, in: x, net: {kind: mlp}, lipschitz: 1.2}"),
         "E303",
         ("lipschitz", 1),
         "needs lipschitz < 1",
@@ -682,15 +690,21 @@ def test_yaml_option_errors_read_exactly_as_flow_ones():
         ("{op: shuffle, in: x, seed: true}", "x = shuffle(x, seed=true)"),
         ("{op: shuffle, in: x, seed: -1}", "x = shuffle(x, seed=-1)"),
         ("{op: coupling.afine, in: x}", "x = coupling.afine(x)"),
-        ("{op: coupling.affine, in: x, nett: {kind: mlp}}", "x = coupling.affine(x, nett=mlp())"),
-        ("{op: coupling.affine, in: x, mask: halff}", "x = coupling.affine(x, mask=halff)"),
+        (
+            "{op: coupling.affine, in: x, nett: {kind: mlp}}",
+            "x = coupling.affine(x, nett=mlp())",
+        ),
+        (
+            "{op: coupling.affine, in: x, net: mlp, mask: halff}",
+            "x = coupling.affine(x, net=mlp, mask=halff)",
+        ),
         (
             "{op: coupling.affine, in: x, net: {kind: mlp, hidden: [8, true]}}",
             "x = coupling.affine(x, net=mlp(hidden=[8, true]))",
         ),
         (
-            "{op: residual, in: x, logdet: {kind: roulette, p: 2}}",
-            "x = residual(x, logdet=roulette(p=2))",
+            "{op: residual, in: x, net: mlp, logdet: {kind: roulette, p: 2}}",
+            "x = residual(x, net=mlp, logdet=roulette(p=2))",
         ),
     ]
     for step, statement in cases:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowspec.core.diagnostics import Diagnostic
-from flowspec.core.names import did_you_mean
+from flowspec.core.names import close_matches, did_you_mean
 from flowspec.core.spans import Span
 from flowspec.ir.graph import FlowGraph, Node
 from flowspec.kinds import DEQUANTIZERS, LATENTS, REGISTRY
@@ -51,6 +51,9 @@ def resolve_node(node: Node) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
     out: dict[str, Any] = {}
     diags: list[Diagnostic] = []
     seen: dict[str, Span] = {}
+    #: options an unknown option looks like a misspelling of: the E200 "did you mean"
+    #: says it, so a missing one of them is not reported a second time
+    misspelt: set[str] = set()
     for arg in node.args:
         if arg.key in seen:
             diags.append(Diagnostic("E201", f"option `{arg.key}` given twice", arg.span))
@@ -58,6 +61,7 @@ def resolve_node(node: Node) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
         seen[arg.key] = arg.span
         option = by_name.get(arg.key)
         if option is None:
+            misspelt.update(close_matches(arg.key, by_name))
             diags.append(
                 Diagnostic(
                     "E200",
@@ -74,17 +78,10 @@ def resolve_node(node: Node) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
                 e.message = f"`{arg.key}` {e.message}"
             diags.append(_option_error(e, arg.value_span))
     for option in spec.options:
-        if option.name in out or option.name in seen:
+        if option.name in out or option.name in seen or option.name in misspelt:
             continue
         if option.required:
-            diags.append(
-                Diagnostic(
-                    "E201",
-                    f"`{node.kind}` needs the option `{option.name}`",
-                    node.span,
-                    hint=f"add `{option.name}=...`",
-                )
-            )
+            diags.append(_missing(node, option))
             continue
         default = option.default
         try:
@@ -95,9 +92,21 @@ def resolve_node(node: Node) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
         except OptionError:  # a registry default that does not resolve is our bug
             raise
         out[option.name] = default
+    for name in () if diags else spec.needs(out):
+        if out.get(name) is None and name not in seen and name not in misspelt:
+            diags.append(_missing(node, by_name[name]))
     if diags:
         return None, diags
     return out, diags
+
+
+def _missing(node: Node, option) -> Diagnostic:
+    return Diagnostic(
+        "E201",
+        f"`{node.kind}` is missing option `{option.name}`",
+        node.span,
+        hint=option.hint or f"add `{option.name}=...`",
+    )
 
 
 def _resolve_flow_value(table, value: Any, span: Span, what: str) -> tuple[Any, list]:

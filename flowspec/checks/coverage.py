@@ -5,7 +5,7 @@ features, elementwise blocks and couplings transform them in place, mixing block
 (linear maps, residual, ODE, autoregressive) transform all of their input.
 
     >>> from flowspec.checks.examples import diagnose
-    >>> diagnose("x = coupling.affine(x)\nx = coupling.affine(x)")
+    >>> diagnose("x = coupling.affine(x, net=mlp)\nx = coupling.affine(x, net=mlp)")
     W100 2:5 2 of the 4 features of `x` [4] are never transformed by a
         non-volume-preserving or coupling block (flat indices 0..1)
     W101 4:9 this coupling updates the same features as the coupling before it, with no

@@ -3,7 +3,9 @@
 An entry declares the kind's options (type, default, range), its shape rule, its
 invertibility and log-det classes, its static Lipschitz bounds (forward and inverse,
 or unbounded with a reason), which features it transforms (for W100/W101), the
-invertibility problems of a configuration (E302/E303), the runtime module that
+invertibility problems of a configuration (E302/E303), the options a configuration
+needs beyond the required ones (``needs``: gaussianize's ``net`` once ``cond=`` is
+given, E201 when missing), the runtime module that
 implements it (by import path, so this package never imports torch), and examples
 the test harness runs it on.  Adding a block is one entry in its family module and
 one runtime class.

@@ -89,6 +89,9 @@ class BlockKind:
     #: warnings about a configuration, from the options and the names the call wrote
     #: (W103: an option written that the configuration ignores)
     advice: Callable[[Opts, frozenset[str]], list[Problem]] = lambda opts, given: []
+    #: options without a default that this configuration needs (``net`` once ``cond=``
+    #: is given): a missing one is E201, said as for a required option
+    needs: Callable[[Opts], tuple[str, ...]] = lambda opts: ()
     examples: tuple[Example, ...] = ()
     #: the math for the block reference (docs/blocks.md): the map and its ladj, in a line
     #: or two; empty: the reference quotes the runtime class's docstring instead

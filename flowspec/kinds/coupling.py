@@ -96,9 +96,13 @@ def _coupling_kind(
     )
 
 
+#: the examples' flat conditioner (``net=`` has no default): mlp with its defaults
+_MLP = Choice("mlp")
+
+
 def _mask_examples(extra: Mapping[str, Any]) -> tuple[Example, ...]:
     flat = [
-        Example(((5,),), {"mask": m, "flip": f, **extra})
+        Example(((5,),), {"mask": m, "flip": f, "net": _MLP, **extra})
         for m in ("half", "alternate")
         for f in (False, True)
     ]
@@ -110,13 +114,13 @@ def _mask_examples(extra: Mapping[str, Any]) -> tuple[Example, ...]:
         for f in (False, True)
     ]
     cond = [
-        Example(((4,),), {"mask": "half", **extra}, cond=(3,)),
+        Example(((4,),), {"mask": "half", "net": _MLP, **extra}, cond=(3,)),
         Example(
             ((2, 4, 4),),
             {"mask": "checkerboard", "net": Choice("resnet", {"hidden": 8}), **extra},
             cond=(1, 4, 4),
         ),
-        Example(((2, 2, 2),), {"mask": "channel", **extra}),  # mlp on an image
+        Example(((2, 2, 2),), {"mask": "channel", "net": _MLP, **extra}),  # mlp on an image
     ]
     return (*flat, *image, *cond)
 
@@ -141,8 +145,8 @@ ENTRIES: tuple[BlockKind, ...] = (
         "analytic",
         (
             *_mask_examples({"scale": "softclamp"}),
-            Example(((4,),), {"scale": "exp"}),
-            Example(((4,),), {"scale": "sigmoid"}),
+            Example(((4,),), {"scale": "exp", "net": _MLP}),
+            Example(((4,),), {"scale": "sigmoid", "net": _MLP}),
             Example(
                 ((2, 4, 4),),
                 {"scale": "exp", "mask": "checkerboard", "net": Choice("conv", {"hidden": 8})},

@@ -1,12 +1,15 @@
-"""Elementwise bijections: affine, leaky_relu, logit, sigmoid.
+"""Elementwise bijections: affine, scale, gaussianize, leaky_relu, logit, sigmoid.
 
 Each transforms every feature on its own, so the bounds are exact suprema of a scalar
 derivative.  The logit preprocessing is Real NVP's (Dinh, Sohl-Dickstein, Bengio 2017,
-arXiv:1605.08803).
+arXiv:1605.08803); the scale-only ``scale`` is NICE's final diagonal scaling (Dinh,
+Krueger, Bengio 2015, arXiv:1410.8516); ``gaussianize`` is Glow's learned prior as a
+map onto the standard normal (Kingma, Dhariwal 2018, arXiv:1807.03039).
 """
 
 from __future__ import annotations
 
+from flowspec.kinds import limits as L
 from flowspec.kinds.base import (
     _R,
     BlockKind,
@@ -15,10 +18,74 @@ from flowspec.kinds.base import (
     Opts,
     Problem,
     Shape,
+    ShapeError,
     _same,
     _unbounded,
 )
-from flowspec.kinds.options import Float, Option
+from flowspec.kinds.options import Choice, Enum, Float, Int, Option
+from flowspec.kinds.words import COND, NETS
+
+#: the nets of ``gaussianize``: the nets of the couplings, except that a ``conv`` may
+#: have ``depth=0``, one k×k convolution from cond to (μ, log σ): Glow's split prior
+PRIOR_NETS = Enum(
+    {
+        **NETS.words,
+        "conv": tuple(
+            Option(
+                "depth",
+                Int(min=0, max=L.MAX_LAYERS),
+                2,
+                doc="number of hidden convolutions; 0: one k×k convolution (Glow's prior)",
+            )
+            if o.name == "depth"
+            else o
+            for o in NETS.words["conv"]
+        ),
+    },
+    what="net",
+)
+#: needed with ``cond=`` only (``needs``), so no default
+PRIOR_NET = Option(
+    "net",
+    PRIOR_NETS,
+    None,
+    doc="the net of `cond` giving μ and log σ (last layer zero); needed with cond= only",
+    hint="add a net of the tensor kept, such as `net=conv(depth=0)` (Glow's zero-initialised "
+    "3×3 convolution) for a [C, H, W] tensor, or `net=mlp(hidden=[64])` for flat features",
+)
+
+
+def _gaussianize_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
+    net = opts["net"].kind if opts["net"] is not None else None
+    if len(shapes) > 1 and net in ("conv", "resnet"):
+        shape, cond = shapes
+        if len(shape) != 3:
+            raise ShapeError(
+                f"net={net} needs a [C, H, W] tensor, got {list(shape)}",
+                "net",
+                hint="use net=mlp(...) for flat features",
+            )
+        if len(cond) != 3 or cond[1:] != shape[1:]:
+            raise ShapeError(
+                f"cond= of shape {list(cond)} does not match the spatial size {list(shape[1:])}"
+                f" needed by net={net}",
+                "cond",
+            )
+    return [shapes[0]]
+
+
+def _gaussianize_advice(opts: Opts, given: frozenset[str]) -> list[Problem]:
+    if "net" in given and opts["cond"] is None:
+        return [
+            Problem(
+                "W103",
+                "`net` has no effect without `cond=`: gaussianize then learns one μ and "
+                "log σ per feature",
+                "net",
+                "remove `net`, or give the tensor the prior depends on as `cond=`",
+            )
+        ]
+    return []
 
 
 def _leaky_problems(opts: Opts, shapes: list[Shape]) -> list[Problem]:
@@ -78,6 +145,46 @@ ENTRIES: tuple[BlockKind, ...] = (
             "start; ladj = Σ s"
         ),
         examples=(Example(((3,),)), Example(((2, 2, 2),))),
+    ),
+    BlockKind(
+        "scale",
+        "z = x · exp(s), a learned per-feature log-scale s (zero init); ladj = Σ s",
+        "Dinh, Krueger, Bengio 2015, NICE (the diagonal scaling layer), arXiv:1410.8516",
+        (),
+        _same,
+        f"{_R}.elementwise:Scale",
+        inverse="analytic",
+        logdet="analytic",
+        lipschitz=_unbounded("its learned scale has no bound"),
+        inverse_lipschitz=_unbounded("its learned scale has no bound"),
+        features="elementwise",
+        examples=(Example(((3,),)), Example(((2, 2, 2),))),
+    ),
+    BlockKind(
+        "gaussianize",
+        "z' = (z − μ) · exp(−log σ), μ and log σ learned per feature, or from a net of cond=",
+        "Kingma, Dhariwal 2018, Glow (learned prior), arXiv:1807.03039",
+        (PRIOR_NET, COND),
+        _gaussianize_shape,
+        f"{_R}.elementwise:Gaussianize",
+        inverse="analytic",
+        logdet="analytic",
+        lipschitz=_unbounded("its learned scale has no bound"),
+        inverse_lipschitz=_unbounded("its learned scale has no bound"),
+        features="elementwise",
+        advice=_gaussianize_advice,
+        needs=lambda opts: ("net",) if opts["cond"] is not None else (),
+        examples=(
+            Example(((3,),)),
+            Example(((2, 2, 2),)),
+            Example(((3,),), {"net": Choice("mlp", {"hidden": [8]})}, cond=(2,)),
+            Example(((2, 2, 2),), {"net": Choice("mlp", {"hidden": [8]})}, cond=(1, 2, 2)),
+            Example(
+                ((2, 4, 4),), {"net": Choice("conv", {"hidden": 8, "depth": 1})}, cond=(3, 4, 4)
+            ),
+            Example(((2, 4, 4),), {"net": Choice("resnet", {"hidden": 8})}, cond=(2, 4, 4)),
+            Example(((2, 3, 3),), {"net": Choice("conv", {"depth": 0})}, cond=(2, 3, 3)),
+        ),
     ),
     BlockKind(
         "leaky_relu",

@@ -85,21 +85,29 @@ def bounded_options() -> list[tuple[str, str, str]]:
     from flowspec.kinds.options import Enum
 
     rows: list[tuple[str, str, str]] = []
-    seen: set[tuple[str, str]] = set()
+    seen: dict[tuple[str, str], str] = {}
 
-    def visit(owner: str, options) -> None:
+    def visit(owner: str, options, kind: str = "") -> None:
         for opt in options:
             if isinstance(opt.type, Enum):
                 for word, sub in opt.type.words.items():
-                    visit(f"{opt.name}={word}(...)", sub)
+                    visit(f"{opt.name}={word}(...)", sub, kind)
                 continue
             accepts = _accepts(opt.type)
-            if accepts is not None and (owner, opt.name) not in seen:
-                seen.add((owner, opt.name))
-                rows.append((owner, opt.name, accepts))
+            if accepts is None or seen.get((owner, opt.name)) == accepts:
+                continue
+            if (owner, opt.name) in seen:  # a kind's own range (gaussianize's conv depth)
+                owner_of = f"{owner}` of `{kind}"
+                if (owner_of, opt.name) in seen:
+                    continue
+                seen[(owner_of, opt.name)] = accepts
+                rows.append((owner_of, opt.name, accepts))
+                continue
+            seen[(owner, opt.name)] = accepts
+            rows.append((owner, opt.name, accepts))
 
     for kind in KINDS:
-        visit(kind.name, kind.options)
+        visit(kind.name, kind.options, kind.name)
     for keyword, table in (("latent", LATENTS), ("dequantize", DEQUANTIZERS)):
         for word, sub in table.words.items():
             visit(f"{keyword} {word}(...)", sub)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flowspec.kinds import limits as L
 from flowspec.kinds.base import _R, BlockKind, Example, Opts, Problem, _residual_shape, _unbounded
 from flowspec.kinds.options import Bool, Choice, Float, Int, Option
-from flowspec.kinds.words import ADAPTIVE_SOLVERS, NET, SOLVER, TRACE
+from flowspec.kinds.words import ADAPTIVE_SOLVERS, ODE_NET, SOLVER, TRACE
 
 
 def _ode_advice(opts: Opts, given: frozenset[str]) -> list[Problem]:
@@ -42,7 +42,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         "FFJORD continuous flow: dx/dt = f(x, t)",
         "Grathwohl et al. 2019, FFJORD, arXiv:1810.01367",
         (
-            NET,
+            ODE_NET,
             Option("t", Float(0.0, min_open=True), 1.0),
             Option("solver", SOLVER, "dopri5"),
             Option(

@@ -285,6 +285,8 @@ class Option:
     default: Any = None
     required: bool = False
     doc: str = ""
+    #: what the E201 for a missing required option suggests ("add `net=mlp(...)`")
+    hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -355,7 +357,10 @@ def resolve_options(
     for opt in table:
         if opt.name not in out:
             if opt.required:
-                raise OptionError(f"{owner} needs the option `{opt.name}`")
+                raise OptionError(
+                    f"{owner} is missing option `{opt.name}`",
+                    hint=opt.hint or f"add `{opt.name}=...`",
+                )
             default = opt.default
             if isinstance(opt.type, Enum) and default is not None:
                 default = opt.type.resolve(Word(default) if isinstance(default, str) else default)

@@ -19,7 +19,7 @@ from flowspec.kinds.base import (
     _residual_shape,
 )
 from flowspec.kinds.options import Choice, Float, Int, Option
-from flowspec.kinds.words import ACTIVATIONS, FIXEDPOINT, GRAD, LOGDET, NET, TRACE
+from flowspec.kinds.words import ACTIVATIONS, FIXEDPOINT, GRAD, LOGDET, RESIDUAL_NET, TRACE
 
 
 def _residual_problems(opts: Opts, shapes: list[Shape]) -> list[Problem]:
@@ -83,7 +83,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         "Behrmann et al. 2019, Invertible Residual Networks, arXiv:1811.00995; Chen et al. "
         "2019, Residual Flows, arXiv:1906.02735",
         (
-            NET,
+            RESIDUAL_NET,
             Option("lipschitz", Float(0.0, min_open=True), 0.97),
             Option("power_iters", Int(min=1, max=L.MAX_POWER_ITERS), 5),
             Option("logdet", LOGDET, "roulette"),

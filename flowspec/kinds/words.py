@@ -47,36 +47,45 @@ INIT = Enum(
     },
 )
 
-NETS = Enum(
-    {
-        "mlp": (
-            Option("hidden", HIDDEN, [64, 64], doc="widths of the hidden layers"),
-            Option("act", ACT, "relu"),
-            Option("init", INIT, "zero", doc="`zero`: last layer zero (identity start)"),
-        ),
-        "conv": (
-            Option("hidden", WIDTH, 512, doc="channels of the hidden layers"),
-            Option("kernel", Int(min=1, max=L.MAX_KERNEL), 3),
-            Option("depth", LAYERS, 2, doc="number of hidden convolutions"),
-            Option("act", ACT, "relu"),
-            Option("init", INIT, "zero"),
-        ),
-        "resnet": (
-            Option("hidden", WIDTH, 256),
-            Option("blocks", LAYERS, 2),
-            Option("act", ACT, "relu"),
-            Option("init", INIT, "zero"),
-        ),
-    },
-    what="net",
-    docs={
-        "mlp": "flatten, then Linear–act–…–Linear (one hidden layer per `hidden` width)",
-        "conv": "Glow's conditioner for [C, H, W]: conv(kernel)–act–[conv(1)–act]×(depth − 1)"
-        "–conv(kernel), padding keeps H and W",
-        "resnet": "for [C, H, W]: conv3, `blocks` residual units, act, conv3 (He et al. 2016, "
-        "arXiv:1512.03385)",
-    },
-)
+
+def _nets(act: str) -> Enum:
+    """The net words, their activation defaulting to ``act``."""
+    return Enum(
+        {
+            "mlp": (
+                Option("hidden", HIDDEN, [64, 64], doc="widths of the hidden layers"),
+                Option("act", ACT, act),
+                Option("init", INIT, "zero", doc="`zero`: last layer zero (identity start)"),
+            ),
+            "conv": (
+                Option("hidden", WIDTH, 512, doc="channels of the hidden layers"),
+                Option("kernel", Int(min=1, max=L.MAX_KERNEL), 3),
+                Option("depth", LAYERS, 2, doc="number of hidden convolutions"),
+                Option("act", ACT, act),
+                Option("init", INIT, "zero"),
+            ),
+            "resnet": (
+                Option("hidden", WIDTH, 256),
+                Option("blocks", LAYERS, 2),
+                Option("act", ACT, act),
+                Option("init", INIT, "zero"),
+            ),
+        },
+        what="net",
+        docs={
+            "mlp": "flatten, then Linear–act–…–Linear (one hidden layer per `hidden` width)",
+            "conv": "Glow's conditioner for [C, H, W]: conv(kernel)–act–[conv(1)–act]×(depth − 1)"
+            "–conv(kernel), padding keeps H and W",
+            "resnet": "for [C, H, W]: conv3, `blocks` residual units, act, conv3 (He et al. "
+            "2016, arXiv:1512.03385)",
+        },
+    )
+
+
+NETS = _nets("relu")
+#: the nets of ``ode`` blocks: the same words, with a smooth default activation
+#: (FFJORD's softplus), so the default dynamics are smooth and W102 does not fire
+ODE_NETS = _nets("softplus")
 
 LATENTS = Enum(
     {"normal": (), "logistic": (), "uniform": ()},
@@ -192,8 +201,30 @@ SOLVER = Enum(
     },
 )
 
-NET = Option(
-    "net", NETS, "mlp", doc="a coupling's conditioner, a residual block's branch g, an ODE's f"
+#: ``net=`` is required (LANGUAGE.md §3 lists it without a default): a missing net is
+#: E201 with a typical net as the hint, never a silent default mlp
+_NET_HINT = (
+    "add a net, such as `net=mlp(hidden=[64, 64])` (`net=conv(hidden=512)` for a [C, H, W] tensor)"
+)
+NET = Option("net", NETS, None, required=True, doc="a coupling's conditioner", hint=_NET_HINT)
+#: the residual branch g: 1-Lipschitz activations only (E303 otherwise)
+RESIDUAL_NET = Option(
+    "net",
+    NETS,
+    None,
+    required=True,
+    doc="the residual branch g, spectrally normalised",
+    hint="add a net, such as `net=mlp(hidden=[64, 64], act=lipswish)` "
+    "(`net=conv(hidden=64, act=lipswish)` for a [C, H, W] tensor)",
+)
+ODE_NET = Option(
+    "net",
+    ODE_NETS,
+    None,
+    required=True,
+    doc="the dynamics f(x, t); its activation defaults to softplus (smooth)",
+    hint="add a net, such as `net=mlp(hidden=[64, 64])` (`net=conv(hidden=64)` for a "
+    "[C, H, W] tensor)",
 )
 COND = Option("cond", Tensor(), None, doc="a tensor the conditioner reads, not consumed")
 

@@ -1,4 +1,5 @@
-"""Elementwise bijections: learned affine, leaky ReLU, logit and sigmoid.
+"""Elementwise bijections: learned affine, learned scale, Glow's learned prior
+(``gaussianize``), leaky ReLU, logit and sigmoid.
 
 Each maps every entry on its own, so the Jacobian is diagonal and
 ladj = Σ_i log|f'(x_i)| over all entries of the per-sample tensor.
@@ -12,7 +13,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import softplus
 
+from flowspec.kinds.options import Choice
 from flowspec.runtime.base import Bijection, sum_except_batch
+from flowspec.runtime.nets import build_net
 
 
 class Affine(Bijection):
@@ -41,6 +44,118 @@ class Affine(Bijection):
 
     def inverse_transform(self, y: Tensor) -> Tensor:
         return (y - self.shift) * torch.exp(-self.log_scale)
+
+
+class Scale(Bijection):
+    """A learned elementwise scale, NICE's diagonal scaling layer: ``z = x·exp(s)``.
+
+    s is a per-feature log-scale of the full per-sample shape, starting at 0 (the
+    identity).  ladj = Σ s; inverse ``x = z·exp(−s)``.  Dinh, Krueger, Bengio 2015,
+    NICE: Non-linear Independent Components Estimation, arXiv:1410.8516 (its top layer
+    multiplies output i by S_ii; here S_ii = exp(s_i), so it stays invertible).
+
+    Args:
+        in_shapes: ``[shape]``; s has this shape.
+    """
+
+    def __init__(self, in_shapes: list[tuple[int, ...]]) -> None:
+        super().__init__(in_shapes)
+        self.log_scale = nn.Parameter(torch.zeros(self.in_shapes[0]))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.transform(x), self.log_scale.sum().expand(x.shape[0]).clone()
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self.inverse_transform(y), (-self.log_scale.sum()).expand(y.shape[0]).clone()
+
+    def transform(self, x: Tensor) -> Tensor:
+        return x * self.log_scale.exp()
+
+    def inverse_transform(self, y: Tensor) -> Tensor:
+        return y * torch.exp(-self.log_scale)
+
+
+class Gaussianize(Bijection):
+    """Glow's learned prior as a map onto the standard normal:
+    ``z' = (z − μ)·exp(−log σ)``.
+
+    Without ``cond``, μ and log σ are per-feature parameters of the full per-sample
+    shape (Glow's learned top prior).  With ``cond=h``, ``(μ, log σ) = net(h)``: a
+    ``mlp`` reads h flattened, a ``conv``/``resnet`` reads h as [C', H, W] and gives
+    2·C channels, channel p·C + c being parameter p (μ, then log σ) of channel c, as
+    in the couplings.  Everything starts at 0 (the net's last layer is zero), so the
+    block starts at the identity and z ~ N(μ, σ²) exactly when z' ~ N(0, 1).
+    ladj = −Σ log σ; inverse ``z = z'·exp(log σ) + μ``.
+
+    Reference: Kingma, Dhariwal 2018, Glow: Generative Flow with Invertible 1x1
+    Convolutions, arXiv:1807.03039 (the split prior, a zero-initialised convolution of
+    the half kept, and the learned top prior).
+
+    Args:
+        in_shapes: ``[shape]`` of z.
+        net: the net of ``cond`` (``Choice('conv', ...)``, ``mlp``, ``resnet``), or None.
+        cond: the shape of h, or None.
+    """
+
+    def __init__(
+        self,
+        in_shapes: list[tuple[int, ...]],
+        *,
+        net: Choice | None = None,
+        cond: tuple[int, ...] | None = None,
+        **options: object,
+    ) -> None:
+        super().__init__(in_shapes)
+        shape = self.in_shapes[0]
+        self.cond_shape = None if cond is None else tuple(cond)
+        self.param_shape = (2, *shape)
+        if cond is None:
+            self.loc = nn.Parameter(torch.zeros(shape))
+            self.log_scale = nn.Parameter(torch.zeros(shape))
+            self.prior = None
+        else:
+            if net is None:
+                raise ValueError("gaussianize with cond= needs a net")
+            if net.kind == "mlp":
+                out = (2 * math.prod(shape),)
+            else:
+                out = (2 * shape[0], *shape[1:])
+            self.prior = build_net(net, self.cond_shape, out)
+
+    def _loc_log_scale(self, n: int, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        if self.prior is None:
+            if cond is not None:
+                raise ValueError("gaussianize was built without cond= but got one")
+            return self.loc, self.log_scale
+        if cond is None:
+            raise ValueError("gaussianize was built with cond= but got none")
+        h = self.prior(cond).reshape(n, *self.param_shape)
+        return h[:, 0], h[:, 1]
+
+    def _ladj(self, log_scale: Tensor, n: int) -> Tensor:
+        if log_scale.dim() == len(self.in_shapes[0]):  # per-feature parameters
+            return (-log_scale.sum()).expand(n).clone()
+        return -sum_except_batch(log_scale)
+
+    def forward(self, z: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        loc, log_scale = self._loc_log_scale(z.shape[0], cond)
+        return (z - loc) * torch.exp(-log_scale), self._ladj(log_scale, z.shape[0])
+
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        loc, log_scale = self._loc_log_scale(y.shape[0], cond)
+        return torch.addcmul(loc, y, log_scale.exp()), -self._ladj(log_scale, y.shape[0])
+
+    def transform(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        loc, log_scale = self._loc_log_scale(z.shape[0], cond)
+        return (z - loc) * torch.exp(-log_scale)
+
+    def inverse_transform(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
+        loc, log_scale = self._loc_log_scale(y.shape[0], cond)
+        return torch.addcmul(loc, y, log_scale.exp())
+
+    def extra_repr(self) -> str:
+        cond = "" if self.cond_shape is None else f", cond={list(self.cond_shape)}"
+        return f"{super().extra_repr()}{cond}"
 
 
 class LeakyReLU(Bijection):
@@ -146,4 +261,4 @@ class Sigmoid(Bijection):
         return torch.log(y) - torch.log1p(-y)
 
 
-__all__ = ["Affine", "LeakyReLU", "Logit", "Sigmoid"]
+__all__ = ["Affine", "Gaussianize", "LeakyReLU", "Logit", "Scale", "Sigmoid"]

@@ -85,11 +85,17 @@ class MLP(nn.Sequential):
 
 class ConvNet(nn.Sequential):
     """Conv(k)–act–[Conv(1)–act]×(depth−1)–Conv(k), padding keeps H and W (Glow's
-    conditioner: Kingma & Dhariwal 2018, arXiv:1807.03039)."""
+    conditioner: Kingma & Dhariwal 2018, arXiv:1807.03039).  ``depth=0`` (allowed for
+    ``gaussianize`` only) is one Conv(k), Glow's zero-initialised prior convolution."""
 
     def __init__(
         self, in_channels: int, out_channels: int, hidden: int, kernel: int, depth: int, act, init
     ):
+        if depth == 0:
+            *pad, last = _same_conv(in_channels, out_channels, kernel)
+            _zero_last(last, init)
+            super().__init__(*pad, last)
+            return
         layers: list[nn.Module] = [
             *_same_conv(in_channels, hidden, kernel),
             make_activation(act),
