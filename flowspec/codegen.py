@@ -284,6 +284,12 @@ def generate(
             text += ": " + safe_comment(source.line_text(node.span.line).strip())
         return text
 
+    def located(node: Node) -> tuple[str, str]:
+        """(``line 6`` or ``line 6 (called at line 3)``, the spec line's text) for
+        run-time errors that name a block (:mod:`flowspec.runtime.validate`)."""
+        where, _, text = line_of(node).partition(": ")
+        return where, text
+
     placed = any(b.node.device is not None for b in blocks)
 
     out: list[str] = []
@@ -316,6 +322,7 @@ def generate(
     w(f"    DEQUANTIZE = {literal(fg.dequantize_choice)}")
     devices = {b.attr: b.node.device for b in blocks if b.node.device is not None}
     w(f"    DEVICES = {literal(devices)}")
+    w(f"    BLOCK_LINES = {literal({b.attr: located(b.node) for b in blocks})}")
     w("")
     w("    def __init__(self) -> None:")
     w("        super().__init__()")

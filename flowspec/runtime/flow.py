@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.kinds.options import Choice
+from flowspec.runtime import validate as _validate
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -38,6 +39,11 @@ class Flow(nn.Module):
     OUTPUT_SHAPES: tuple[tuple[int, ...], ...] = ()
     LATENT: Choice = Choice("normal")
     DEQUANTIZE: Choice | None = None
+    #: block attribute → (``line 5``, the spec line's text), for run-time errors
+    BLOCK_LINES: dict[str, tuple[str, str]] = {}
+
+    #: check every entry point's argument (dtype, finiteness, domains); default True
+    validate = _validate.switch
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # the generated methods check what they are given, so a wrong shape is a clear
@@ -176,6 +182,7 @@ class Flow(nn.Module):
         (Theis et al. 2016, arXiv:1511.01844)."""
         bits = self.DEQUANTIZE["bits"]
         levels = 2.0**bits
+        x = x.to(self._probe.dtype)  # uint8 / int64 data, as images come
         u = torch.rand_like(x)
         y = (x + u) / levels
         ladj = x.new_full((x.shape[0],), -self.num_features * bits * math.log(2.0))
@@ -185,6 +192,7 @@ class Flow(nn.Module):
         levels = 2 ** self.DEQUANTIZE["bits"]
         return torch.floor(y * levels).clamp_(0, levels - 1)
 
+    @_validate.entry("log_prob")
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) = log q(F(x)) + log|det J_F(x)|, per batch element: [B].
 
@@ -203,6 +211,7 @@ class Flow(nn.Module):
         return -self.log_prob(x) / (self.num_features * math.log(2.0))
 
     @torch.no_grad()
+    @_validate.entry("sample")
     def sample(self, n: int) -> Tensor:
         """``n`` samples of shape ``[n, *input_shape]`` (integers with ``dequantize``)."""
         x = self.inverse_transform(self.sample_latent(n))
@@ -231,6 +240,6 @@ def _checked(method: Callable[..., Any], check: Callable[[Flow, Any], None]) -> 
     @functools.wraps(method)
     def checked(self: Flow, value: Any, *args: Any, **kwargs: Any) -> Any:
         check(self, value)
-        return method(self, value, *args, **kwargs)
+        return _validate.call(self, method.__name__, method.__get__(self), value, *args, **kwargs)
 
     return checked
