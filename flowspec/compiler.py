@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from flowspec import build
+from flowspec.api import unreadable
 from flowspec.core.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
 from flowspec.kinds.limits import MAX_PARAMETERS
@@ -138,7 +139,10 @@ def compile(
     allocate, counted before anything is allocated (E500 above it; ``None``: no
     limit); an allocation that fails anyway is an E500 SpecError naming the block.
     """
-    comp = Compilation.of(spec, Limits.of(max_bytes, max_statements))
+    try:
+        comp = Compilation.of(spec, Limits.of(max_bytes, max_statements))
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError([unreadable(spec, e)]) from None
     comp.raise_for_errors()
     try:
         name = comp.flow_graph(flow).name
