@@ -140,6 +140,7 @@ def validation_cost(repeats: int) -> None:
     assert on.validate and not off.validate
     print("| batch | task | validate=True | validate=False | on ÷ off | target |")
     print("|---:|---|---:|---:|---:|---:|")
+    checks = []
     for batch, inner, target in ((4096, 3, "≤ 1.02"), (256, 20, "")):
         ours, theirs = tasks(on, batch), tasks(off, batch)
         for name in ours:
@@ -148,6 +149,24 @@ def validation_cost(repeats: int) -> None:
                 f"| {batch} | {name} | {1e3 * a:.2f} ms | {1e3 * b:.2f} ms | **{ratio:.3f}** |"
                 f" {target} |"
             )
+            if name == "log_prob":
+                checks.append((batch, b, check_time(on, batch, repeats)))
+    # the checks alone, timed on their own: less noisy than a difference of two timings
+    # on a shared machine
+    print("\n| batch | the checks of one log_prob | ÷ log_prob without them |")
+    print("|---:|---:|---:|")
+    for batch, off_time, t in checks:
+        print(f"| {batch} | {1e6 * t:.1f} µs | **{t / off_time:.4f}** |")
+
+
+def check_time(flow, batch: int, repeats: int) -> float:
+    """Median time of the validation ``log_prob`` runs before any block: the shape
+    check, the dtype check and the fused isfinite reduction with its one sync."""
+    from flowspec.runtime import validate
+
+    x = torch.randn(batch, 16)
+    check = validate._CHECKS["log_prob"]
+    return statistics.median(timer(lambda: check(flow, x), 100) for _ in range(repeats))
 
 
 if __name__ == "__main__":

@@ -284,11 +284,10 @@ def generate(
             text += ": " + safe_comment(source.line_text(node.span.line).strip())
         return text
 
-    def located(node: Node) -> tuple[str, str]:
-        """(``line 6`` or ``line 6 (called at line 3)``, the spec line's text) for
-        run-time errors that name a block (:mod:`flowspec.runtime.validate`)."""
-        where, _, text = line_of(node).partition(": ")
-        return where, text
+    def located(node: Node) -> str:
+        """``line 6`` or ``line 6 (called at line 3)``, for run-time errors that name a
+        block (:mod:`flowspec.runtime.validate`); no spec text, which stays in comments."""
+        return line_of(node).partition(": ")[0]
 
     placed = any(b.node.device is not None for b in blocks)
 

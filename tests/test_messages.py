@@ -84,3 +84,13 @@ def test_spec_error_text_starts_with_the_diagnostic() -> None:
     text = str(err.value)
     assert text.startswith("error[E200]: ")
     assert text == err.value.render()
+
+
+def test_w104_is_for_a_written_mlp_on_an_image_only() -> None:
+    base = "flow f {{\n    input x: [{shape}]\n    x = residual(x{net})\n    output x\n}}\n"
+    mlp = ", net=mlp(hidden=[8], act=lipswish)"
+    (d,) = flowspec.check(base.format(shape="2, 2, 2", net=mlp))
+    assert (d.code, d.line, d.column) == ("W104", 3, 21)
+    assert flowspec.check(base.format(shape="8", net=mlp)) == []
+    conv = ", net=conv(hidden=4, act=lipswish)"
+    assert flowspec.check(base.format(shape="2, 2, 2", net=conv)) == []

@@ -272,3 +272,16 @@ def test_a_jit_flow_validates_outside_the_compiled_graph() -> None:
     assert torch.isfinite(flow.log_prob(torch.rand(8, 2))).all()
     with pytest.raises(ValueError, match=r"non-finite value"):
         flow(torch.full((2, 2), math.nan))
+
+
+def test_a_written_module_names_the_spec_line_too(tmp_path, monkeypatch) -> None:
+    from flowspec.cli import main
+
+    spec = tmp_path / "lg.flow"
+    spec.write_text(LOGIT, encoding="utf-8")
+    assert main(["compile", str(spec), "-o", str(tmp_path / "lgmodel.py")]) == 0
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lgmodel
+
+    with pytest.raises(ValueError, match=r"flow `f`, line 5 \(`x = logit\(x\)`\): logit needs"):
+        lgmodel.Model().log_prob(torch.full((2, 2), 2.0))

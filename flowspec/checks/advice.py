@@ -34,13 +34,15 @@ def check_advice(fg: FlowGraph) -> list[Diagnostic]:
 
 
 def check_dense_nets(fg: FlowGraph) -> list[Diagnostic]:
-    """W104: ``net=mlp(...)`` on a [C, H, W] tensor flattens it, the usual slip when an
-    image flow is written from a 2-D one (``conv`` keeps the layout)."""
+    """W104: ``net=mlp(...)`` written on a [C, H, W] tensor flattens it, the usual slip
+    when an image flow is written from a 2-D one (``conv`` keeps the layout)."""
     diags: list[Diagnostic] = []
     for node in fg.blocks():
         net = (node.options or {}).get("net")
         if not isinstance(net, Choice) or net.kind != "mlp" or not node.in_shapes:
             continue
+        if not any(a.key == "net" for a in node.args):
+            continue  # a defaulted net: whether `net` may be omitted is the arguments' call
         shape = tuple(node.in_shapes[0])
         if len(shape) != 3:
             continue

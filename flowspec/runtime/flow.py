@@ -39,8 +39,8 @@ class Flow(nn.Module):
     OUTPUT_SHAPES: tuple[tuple[int, ...], ...] = ()
     LATENT: Choice = Choice("normal")
     DEQUANTIZE: Choice | None = None
-    #: block attribute → (``line 5``, the spec line's text), for run-time errors
-    BLOCK_LINES: dict[str, tuple[str, str]] = {}
+    #: block attribute → ``line 5`` (its spec location), for run-time errors
+    BLOCK_LINES: dict[str, str] = {}
 
     #: check every entry point's argument (dtype, finiteness, domains); default True
     validate = _validate.switch

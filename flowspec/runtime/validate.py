@@ -123,11 +123,33 @@ def located(flow: Any, err: BlockError) -> str:
     lines = getattr(flow, "BLOCK_LINES", {}) or {}
     for attr, child in flow.named_children():
         if child is err.block and attr in lines:
-            where, text = lines[attr]
+            where, text = lines[attr], spec_text(type(flow), attr)
             if text:
                 return f"flow `{flow.FLOW_NAME}`, {where} (`{text}`): {err.message}"
             return f"flow `{flow.FLOW_NAME}`, {where}: {err.message}"
     return f"flow `{flow.FLOW_NAME}`: {err.message}"
+
+
+def spec_text(cls: type, attr: str) -> str:
+    """The spec line of block ``attr`` as the generated source's provenance comment
+    above ``self.<attr> = ...`` shows it ('' when the source cannot be found).  Only
+    comments carry spec text into generated code, so the message reads it from there."""
+    source = getattr(cls, "GENERATED_SOURCE", None)
+    if source is None:
+        import inspect
+
+        try:
+            source = inspect.getsource(inspect.getmodule(cls))
+        except (OSError, TypeError):
+            return ""
+    previous = ""
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(f"self.{attr} = "):
+            _, _, text = previous.partition(": ")
+            return text if previous.startswith("# line ") else ""
+        previous = stripped
+    return ""
 
 
 # ------------------------------------------------------------------- checks
