@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flowspec.core.diagnostics import Diagnostic
+from flowspec.core.spans import Span
 from flowspec.driver import Compilation
 from flowspec.syntax.limits import MAX_BYTES, MAX_STATEMENTS, Limits
 
@@ -23,6 +24,29 @@ def check(
 
     Returns every diagnostic, errors and warnings, sorted by position.  A spec over
     ``max_bytes`` (UTF-8) or ``max_statements`` is refused before parsing (E205);
-    ``0`` or ``None`` turns a limit off.
+    ``0`` or ``None`` turns a limit off.  A path that cannot be read is one E206.
     """
-    return Compilation.of(spec, Limits.of(max_bytes, max_statements)).diagnostics
+    limits = Limits.of(max_bytes, max_statements)
+    try:
+        return Compilation.of(spec, limits).diagnostics
+    except (OSError, UnicodeDecodeError) as e:
+        return [unreadable(spec, e)]
+
+
+def unreadable(spec: str | Path, error: OSError | UnicodeDecodeError) -> Diagnostic:
+    """E206 for a spec path that cannot be read (missing, a directory, not UTF-8)."""
+    path = str(spec)
+    if isinstance(error, UnicodeDecodeError):
+        why = "is not UTF-8 text"
+    elif isinstance(error, FileNotFoundError):
+        why = "does not exist"
+    elif isinstance(error, IsADirectoryError):
+        why = "is a directory (flowspec check DIR on the command line checks the specs in it)"
+    else:
+        why = f"cannot be read ({error.strerror or type(error).__name__})"
+    return Diagnostic(
+        "E206",
+        f"spec file `{path}` {why}",
+        Span(path, 0, 0, 1, 1, 1, 1),
+        hint="pass a path to a .flow or YAML file, or the spec's text itself",
+    )

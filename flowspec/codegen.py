@@ -289,6 +289,11 @@ def generate(
             text += ": " + safe_comment(source.line_text(node.span.line).strip())
         return text
 
+    def located(node: Node) -> str:
+        """``line 6`` or ``line 6 (called at line 3)``, for run-time errors that name a
+        block (:mod:`flowspec.runtime.validate`); no spec text, which stays in comments."""
+        return line_of(node).partition(": ")[0]
+
     placed = any(b.node.device is not None for b in blocks)
 
     out: list[str] = []
@@ -327,6 +332,7 @@ def generate(
     w(f"    DEQUANTIZE = {literal(fg.dequantize_choice)}")
     devices = {b.attr: b.node.device for b in blocks if b.node.device is not None}
     w(f"    DEVICES = {literal(devices)}")
+    w(f"    BLOCK_LINES = {literal({b.attr: located(b.node) for b in blocks})}")
     w("")
     w("    def __init__(self) -> None:")
     w("        super().__init__()")

@@ -9,11 +9,58 @@ from pathlib import Path
 import torch
 
 from flowspec import build
+from flowspec.api import unreadable
 from flowspec.core.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
 from flowspec.kinds.limits import MAX_PARAMETERS
-from flowspec.runtime.flow import Flow
+from flowspec.runtime import validate as _validate
+from flowspec.runtime.flow import _CHECKS, Flow
 from flowspec.syntax.limits import MAX_BYTES, MAX_STATEMENTS, Limits
+
+
+def _known_device(device: str | torch.device) -> str:
+    """``device`` as text, or a ValueError when it names no device type flowspec knows
+    (before asking whether this machine has it)."""
+    from flowspec.checks.placement import DEVICE_TYPES, valid_device
+
+    text = str(device)
+    if not valid_device(text):
+        raise ValueError(
+            f"compile(device={text!r}): unknown device; valid: cpu, cuda, cuda:N, mps, meta"
+            + (
+                f" (`{text.split(':')[0]}` takes no index but 0)"
+                if text.split(":")[0] in DEVICE_TYPES
+                else ""
+            )
+        )
+    return text
+
+
+def _known_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``dtype`` (a torch dtype or its name, ``"float64"``) if every block kind runs in
+    it, else a ValueError saying which ones do."""
+    if dtype is None:
+        return None
+    given = dtype
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(
+            f"compile(dtype={given!r}): not a torch dtype; use torch.float32 or torch.float64"
+        )
+    if not dtype.is_floating_point or dtype.is_complex:
+        raise ValueError(
+            f"compile(dtype={given!r}): flows run in torch.float32 or torch.float64, and "
+            f"{dtype} is not a real floating-point dtype"
+        )
+    if dtype not in _validate.DTYPES:
+        raise ValueError(
+            f"compile(dtype={given!r}): flows run in torch.float32 or torch.float64; {dtype} "
+            "is not supported (LU factors, log-determinants and the iterative inverses need "
+            "at least single precision); for mixed precision wrap a float32 flow in "
+            "torch.autocast"
+        )
+    return dtype
 
 
 def _device_available(device: str) -> bool:
@@ -71,8 +118,9 @@ def compile(
     *,
     flow: str | None = None,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     jit: bool = False,
+    validate: bool = True,
     max_parameters: int | None = MAX_PARAMETERS,
     max_bytes: int | None = MAX_BYTES,
     max_statements: int | None = MAX_STATEMENTS,
@@ -81,7 +129,9 @@ def compile(
 
     ``flow=`` picks one flow of a file with several; ``device``/``dtype`` place the
     blocks that no ``on`` statement places; ``jit=True`` wraps the generated ``forward``,
-    ``inverse``, ``transform`` and ``inverse_transform`` with ``torch.compile``.  A spec
+    ``inverse``, ``transform`` and ``inverse_transform`` with ``torch.compile``.
+    ``validate=False`` turns off the run-time checks of every entry point's argument
+    (dtype, NaN/inf, block domains; the same as ``flow.validate = False``).  A spec
     with errors raises one :class:`SpecError` carrying the diagnostics; ``max_bytes``
     and ``max_statements`` are the size limits, as in :func:`flowspec.check`.
 
@@ -89,14 +139,18 @@ def compile(
     allocate, counted before anything is allocated (E500 above it; ``None``: no
     limit); an allocation that fails anyway is an E500 SpecError naming the block.
     """
-    comp = Compilation.of(spec, Limits.of(max_bytes, max_statements))
+    try:
+        comp = Compilation.of(spec, Limits.of(max_bytes, max_statements))
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError([unreadable(spec, e)]) from None
     comp.raise_for_errors()
     try:
         name = comp.flow_graph(flow).name
     except FlowNotFound as e:
         raise ValueError(str(e)) from None
     _check_devices(comp, name)
-    if device is not None and not _device_available(str(device)):
+    dtype = _known_dtype(dtype)
+    if device is not None and not _device_available(_known_device(device)):
         raise ValueError(f"compile(device={str(device)!r}): that device is not available here")
     cls = build_class(comp, name)
     fg = comp.flow_graph(name)
@@ -107,7 +161,10 @@ def compile(
     if jit:
         # every generated straight-line method, so sample() (inverse_transform) and
         # log_prob() (forward) both run compiled; fullgraph=True: a graph break is an error
+        # the argument checks run eagerly around the compiled generated method
         for name in ("forward", "inverse", "transform", "inverse_transform"):
-            method = getattr(module, name)
-            setattr(module, name, torch.compile(method, fullgraph=True, dynamic=False))
+            generated = getattr(type(module), name).__wrapped__.__get__(module)
+            compiled = torch.compile(generated, fullgraph=True, dynamic=False)
+            setattr(module, name, _validate.jitted(module, name, _CHECKS[name], compiled))
+    module.validate = validate
     return module

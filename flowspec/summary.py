@@ -97,6 +97,14 @@ def summary_table(comp: Compilation, fg: FlowGraph) -> str:
             for c, cell in enumerate(row)
         ).rstrip()
 
+    # a block whose density direction is the slow one (IAF) says so under the table
+    slow = [
+        f"block {i} ({node.kind}, line {_line(node)}): the density direction (data → latent, "
+        "log_prob) runs in sequential passes, one per feature; the inverse (sampling) is one "
+        "pass"
+        for i, node in enumerate(fg.blocks())
+        if REGISTRY[node.kind].forward_class(node.options) == "sequential"
+    ]
     lip = lipschitz_bound(fg).value
     lip_inv = lipschitz_bound(fg, inverse=True).value
     stochastic = any(REGISTRY[n.kind].logdet_class(n.options) == "stochastic" for n in fg.blocks())
@@ -107,6 +115,7 @@ def summary_table(comp: Compilation, fg: FlowGraph) -> str:
         fmt(header),
         "  ".join("-" * w for w in widths),
         *(fmt(r) for r in rows),
+        *(["", *slow] if slow else []),
         "",
         f"total: {len(rows)} blocks, {sum(counts):,} parameters; log-det "
         f"{'stochastic' if stochastic else 'exact'}; proven Lip(F) ≤ {_bound(lip)}, "

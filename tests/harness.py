@@ -187,7 +187,8 @@ def flat_jacobian_logdets(
     flat = torch.cat([x.reshape(batch, -1) for x in xs], dim=1)
     with torch.no_grad():
         moved = flat.clone()
-        moved[0] = torch.randn(flat.shape[1], generator=torch.Generator().manual_seed(9))
+        # another sample's input: inside a block's domain (logit's [0, 1]) like the rest
+        moved[0] = flat[-1]
         cross = (flat_fn(moved)[1:] - flat_fn(flat)[1:]).abs().max()
     jac = torch.autograd.functional.jacobian(lambda v: flat_fn(v).sum(0), flat)  # [D, B, D]
     _, logdets = torch.linalg.slogdet(jac.transpose(0, 1))

@@ -186,7 +186,8 @@ def test_every_code_has_a_failing_fixture():
     for path in FIXTURE_PATHS:
         expected, _ = read_annotations(path.read_text(encoding="utf-8"))
         covered |= {e.code for e in expected}
-    assert set(CODES) - covered == set(), "add a fixture in tests/fixtures/diagnostics"
+    # E206 is about a file that cannot be read, not about a spec's text: tests/test_validate.py
+    assert set(CODES) - covered - {"E206"} == set(), "add a fixture in tests/fixtures/diagnostics"
     assert covered - set(CODES) == set()
 
 

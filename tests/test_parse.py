@@ -43,10 +43,12 @@ def body_of(*lines: str) -> tuple:
     return flow_body(text)[1:]
 
 
-def checked(text: str) -> tuple[Compilation, FlowGraph]:
-    """Compile ``text`` through the passes; assert it is clean; return its only graph."""
+def checked(text: str, allow: tuple[str, ...] = ()) -> tuple[Compilation, FlowGraph]:
+    """Compile ``text`` through the passes; assert it is clean but for the codes in
+    ``allow``; return its only graph."""
     comp = Compilation(Source("t.flow", text))
-    assert comp.diagnostics == [], [(d.code, d.message) for d in comp.diagnostics]
+    diags = [d for d in comp.diagnostics if d.code not in allow]
+    assert diags == [], [(d.code, d.message) for d in diags]
     (fg,) = comp.lowered[0]
     return comp, fg
 
@@ -407,8 +409,8 @@ def test_output_several_tensors():
     assert stmt == ast.OutputStmt((Name("a"), Name("b")))
     _, fg = checked(
         "flow f {\n    input x: [4, 2, 2]\n"
-        "    x = coupling.affine(x, net=mlp, mask=checkerboard)\n"
-        "    x = coupling.affine(x, net=mlp, mask=checkerboard, flip=true)\n"
+        "    x = coupling.affine(x, net=conv(hidden=8), mask=checkerboard)\n"
+        "    x = coupling.affine(x, net=conv(hidden=8), mask=checkerboard, flip=true)\n"
         "    a, b = split(x)\n    output a, b\n}\n"
     )
     assert [fg.tensors[t].shape for t in fg.outputs] == [(2, 2, 2), (2, 2, 2)]
@@ -475,7 +477,8 @@ def test_net_expressions():
         "    x = coupling.additive(x, net=resnet(hidden=8, blocks=1), mask=channel)\n"
         "    x = coupling.spline(x, net=mlp(hidden=[8, 8], act=gelu, init=default), "
         "mask=checkerboard, flip=true)\n"
-        "    output x\n}\n"
+        "    output x\n}\n",
+        allow=("W104",),  # the mlp flattens the [4, 4, 4] tensor: not what this tests
     )
     nets = [n.options["net"] for n in fg.blocks()]
     assert nets[0] == Choice(

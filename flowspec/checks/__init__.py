@@ -4,7 +4,7 @@ Later passes read the annotations earlier ones set (options, shapes) and skip th
 blocks an earlier error left unannotated.
 """
 
-from flowspec.checks.advice import check_advice
+from flowspec.checks.advice import check_advice, check_dense_nets
 from flowspec.checks.arguments import check_arguments
 from flowspec.checks.consume import check_consumption
 from flowspec.checks.coverage import check_coverage, check_ode_smoothness
@@ -25,6 +25,7 @@ PASSES = (
     check_coverage,
     check_ode_smoothness,
     check_advice,
+    check_dense_nets,
 )
 
 #: passes whose findings are only meaningful on a completely lowered flow: after a

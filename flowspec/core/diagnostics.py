@@ -66,6 +66,11 @@ CODES: dict[str, Code] = {
             "input-too-large",
             "spec over the size limits (bytes, statements), refused before parsing",
         ),
+        Code(
+            "E206",
+            "unreadable-spec",
+            "the spec file cannot be read: missing, a directory, or not UTF-8 text",
+        ),
         Code("E300", "unconsumed", "tensor bound but never consumed (information dropped)"),
         Code("E301", "consumed-twice", "tensor consumed twice"),
         Code("E302", "not-invertible", "block not invertible as configured"),
@@ -98,7 +103,13 @@ CODES: dict[str, Code] = {
         Code(
             "W103",
             "ignored-option",
-            "an option the configuration ignores (`rtol`/`atol` with a fixed-step ODE solver)",
+            "an option the configuration ignores (`rtol`/`atol` with a fixed-step ODE solver, "
+            "`trace` with `logdet=exact`)",
+        ),
+        Code(
+            "W104",
+            "flattened-image",
+            "an `mlp` net flattens a [C, H, W] tensor (its spatial layout is ignored)",
         ),
     )
 }
@@ -419,4 +430,4 @@ class SpecError(Exception):
         return render_text(self.diagnostics, self.sources).rstrip()
 
     def __str__(self) -> str:
-        return "\n" + self.render()
+        return self.render()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flowspec.kinds.base import _R, BlockKind, Example, _flat_only, _unbounded
+from flowspec.kinds.base import _R, BlockKind, Example, Opts, _flat_only, _unbounded
 from flowspec.kinds.options import Bool, Choice, Float, Int, Option
 from flowspec.kinds.words import ACT, COND, HIDDEN, ORDER
 
@@ -22,6 +22,16 @@ def _ar_examples(extra: Mapping[str, Any]) -> tuple[Example, ...]:
         Example(((4,),), {"order": "reverse", "iaf": True, **extra}),
         Example(((5,),), {"order": Choice("random", {"seed": 3}), **extra}, cond=(2,)),
     )
+
+
+def _ar_inverse(opts: Opts) -> str:
+    """MAF inverts in d sequential passes; IAF (``iaf=true``) in one."""
+    return "analytic" if opts["iaf"] else "sequential"
+
+
+def _ar_forward(opts: Opts) -> str:
+    """MAF evaluates densities in one pass; IAF in d sequential passes."""
+    return "sequential" if opts["iaf"] else "one pass"
 
 
 ENTRIES: tuple[BlockKind, ...] = (
@@ -38,7 +48,8 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         _flat_only("autoregressive.affine"),
         f"{_R}.autoregressive:AutoregressiveAffine",
-        inverse="sequential",
+        inverse=_ar_inverse,
+        forward=_ar_forward,
         logdet="analytic",
         lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
         inverse_lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
@@ -66,7 +77,8 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         _flat_only("autoregressive.spline"),
         f"{_R}.autoregressive:AutoregressiveSpline",
-        inverse="sequential",
+        inverse=_ar_inverse,
+        forward=_ar_forward,
         logdet="analytic",
         lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
         inverse_lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),

@@ -71,6 +71,9 @@ class BlockKind:
     outputs: Callable[[Opts], int] = lambda opts: 1
     #: "exact" | "analytic" | "sequential" | "iterative" | "integrated"
     inverse: str | Callable[[Opts], str] = "exact"
+    #: "one pass" | "sequential": how the normalizing direction (``log_prob``) runs; IAF
+    #: is sequential there and one pass in its inverse
+    forward: str | Callable[[Opts], str] = "one pass"
     #: "zero" | "analytic" | "stochastic" | "exact-bruteforce"
     logdet: str | Callable[[Opts], str] = "zero"
     lipschitz: Callable[[Opts, list[Shape]], Bound] = lambda opts, shapes: Bound.unbounded(
@@ -105,6 +108,9 @@ class BlockKind:
 
     def inverse_class(self, opts: Opts) -> str:
         return self.inverse(opts) if callable(self.inverse) else self.inverse
+
+    def forward_class(self, opts: Opts) -> str:
+        return self.forward(opts) if callable(self.forward) else self.forward
 
     def logdet_class(self, opts: Opts) -> str:
         return self.logdet(opts) if callable(self.logdet) else self.logdet

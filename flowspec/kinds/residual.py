@@ -62,6 +62,23 @@ def _residual_problems(opts: Opts, shapes: list[Shape]) -> list[Problem]:
     return out
 
 
+def _residual_advice(opts: Opts, given: frozenset[str]) -> list[Problem]:
+    """W103: ``trace=`` with ``logdet=exact``, which computes the whole Jacobian and
+    estimates no trace."""
+    if opts["logdet"].kind != "exact" or "trace" not in given:
+        return []
+    return [
+        Problem(
+            "W103",
+            "`trace` has no effect with logdet=exact: the log-det comes from the full "
+            "Jacobian, no trace is estimated",
+            "trace",
+            "remove `trace`, or use logdet=series(...) or logdet=roulette(...), which "
+            "estimate traces",
+        )
+    ]
+
+
 def _residual_logdet(opts: Opts) -> str:
     return "exact-bruteforce" if opts["logdet"].kind == "exact" else "stochastic"
 
@@ -114,6 +131,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         shape_doc="output shape = input shape ([C, H, W] with net=conv)",
         bounds_doc="Lip ≤ 1 + c; Lip⁻¹ ≤ 1/(1 − c), for c = `lipschitz` < 1",
+        advice=_residual_advice,
         examples=(
             Example(
                 ((3,),),

@@ -16,6 +16,7 @@ from torch.nn.functional import softplus
 from flowspec.kinds.options import Choice
 from flowspec.runtime.base import Bijection, sum_except_batch
 from flowspec.runtime.nets import build_net
+from flowspec.runtime.validate import check_interval, domain_checks_on
 
 
 class Affine(Bijection):
@@ -214,7 +215,13 @@ class Logit(Bijection):
         self.width = 1.0 - 2.0 * alpha
         self.log_width = math.log(self.width)
 
+    def check_domain(self, x: Tensor) -> None:
+        """Data in [0, 1] (in (0, 1) when α = 0: logit(0) is −∞)."""
+        if domain_checks_on(self):
+            check_interval(self, "logit", x, 0.0, 1.0, closed=self.alpha > 0)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self.check_domain(x)
         u = self.alpha + self.width * x
         log_u, log_1mu = torch.log(u), torch.log1p(-u)
         ladj = sum_except_batch(self.log_width - log_u - log_1mu)
@@ -226,6 +233,7 @@ class Logit(Bijection):
         return self.inverse_transform(y), ladj
 
     def transform(self, x: Tensor) -> Tensor:
+        self.check_domain(x)
         u = self.alpha + self.width * x
         return torch.log(u) - torch.log1p(-u)
 
@@ -250,7 +258,13 @@ class Sigmoid(Bijection):
         ladj = -sum_except_batch(softplus(x) + softplus(-x))
         return torch.sigmoid(x), ladj
 
+    def check_domain(self, y: Tensor) -> None:
+        """The inverse, logit(y), needs y in (0, 1)."""
+        if domain_checks_on(self):
+            check_interval(self, "the inverse of sigmoid", y, 0.0, 1.0, closed=False)
+
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        self.check_domain(y)
         log_y, log_1my = torch.log(y), torch.log1p(-y)
         return log_y - log_1my, -sum_except_batch(log_y + log_1my)
 
@@ -258,6 +272,7 @@ class Sigmoid(Bijection):
         return torch.sigmoid(x)
 
     def inverse_transform(self, y: Tensor) -> Tensor:
+        self.check_domain(y)
         return torch.log(y) - torch.log1p(-y)
 
 

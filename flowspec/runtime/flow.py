@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.kinds.options import Choice
+from flowspec.runtime import validate as _validate
 from flowspec.runtime.exact import exact as _exact
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -48,6 +50,11 @@ class Flow(nn.Module):
     DEQUANTIZE: Choice | None = None
     CONTEXT_SHAPE: tuple[int, ...] | None = None
     DIRECTION: str = "normalizing"
+    #: block attribute → ``line 5`` (its spec location), for run-time errors
+    BLOCK_LINES: dict[str, str] = {}
+
+    #: check every entry point's argument (dtype, finiteness, domains); default True
+    validate = _validate.switch
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # the generated methods check what they are given, so a wrong shape is a clear
@@ -190,6 +197,14 @@ class Flow(nn.Module):
                 f"{[t.shape[0] for t in latents]}"
             )
 
+    def _context_args(self, value: Any, context: Any) -> tuple[Tensor, ...]:
+        """The extra arguments of a generated method: ``(context,)`` checked and
+        broadcast to ``value``'s batch, or ``()`` for a flow without a context."""
+        if self.CONTEXT_SHAPE is None:
+            self._context(context, 0)  # a context given to a flow without one: TypeError
+            return ()
+        return (self._context(context, _batch_size(value)),)
+
     def _context(self, context: Any, n: int) -> Tensor | None:
         """The context for a batch of ``n``: checked against ``context_shape``, and an
         unbatched ``[d]`` (or ``[1, d]``) context broadcast to the batch."""
@@ -236,6 +251,7 @@ class Flow(nn.Module):
         (Theis et al. 2016, arXiv:1511.01844)."""
         bits = self.DEQUANTIZE["bits"]
         levels = 2.0**bits
+        x = x.to(self._probe.dtype)  # uint8 / int64 data, as images come
         u = torch.rand_like(x)
         y = (x + u) / levels
         ladj = x.new_full((x.shape[0],), -self.num_features * bits * math.log(2.0))
@@ -250,6 +266,7 @@ class Flow(nn.Module):
         :func:`flowspec.runtime.exact.exact`)."""
         return _exact(self, enabled)
 
+    @_validate.entry("log_prob")
     def log_prob(self, x: Tensor, context: Tensor | None = None, exact: bool = False) -> Tensor:
         """log p(x) = log q(F(x)) + log|det J_F(x)| (given ``context`` when the flow has
         one), per batch element: [B].
@@ -273,6 +290,7 @@ class Flow(nn.Module):
         return -self.log_prob(x, context) / (self.num_features * math.log(2.0))
 
     @torch.no_grad()
+    @_validate.entry("sample")
     def sample(self, n: int, context: Tensor | None = None) -> Tensor:
         """``n`` samples of shape ``[n, *input_shape]`` (integers with ``dequantize``);
         with a context, one context per sample (``[n, *context_shape]``) or one for all."""
@@ -314,11 +332,15 @@ def _batch(shape: tuple[int, ...]) -> str:
 
 def _count(n: Any) -> int:
     """A number of samples: a non-negative int (not a bool, not a float)."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, bool) or (isinstance(n, Tensor) and n.dim() != 0):
         raise TypeError(f"the number of samples must be an int, got {n!r}")
-    if n < 0:
-        raise ValueError(f"the number of samples must be ≥ 0, got {n}")
-    return n
+    try:
+        count = operator.index(n)  # int, numpy and 0-d torch integers
+    except TypeError:
+        raise TypeError(f"the number of samples must be an int, got {n!r}") from None
+    if count < 0:
+        raise ValueError(f"the number of samples must be ≥ 0, got {count}")
+    return count
 
 
 def _batch_size(value: Any) -> int:
@@ -339,9 +361,7 @@ def _checked(method: Callable[..., Any], check: Callable[[Flow, Any], None]) -> 
     @functools.wraps(method)
     def checked(self: Flow, value: Any, context: Tensor | None = None) -> Any:
         check(self, value)
-        if self.CONTEXT_SHAPE is None:
-            self._context(context, 0)  # a context given to a flow without one: TypeError
-            return method(self, value)
-        return method(self, value, self._context(context, _batch_size(value)))
+        args = self._context_args(value, context)
+        return _validate.call(self, method.__name__, method.__get__(self), value, *args)
 
     return checked

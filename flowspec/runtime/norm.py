@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.runtime.base import Bijection
+from flowspec.runtime.validate import BlockError
 
 
 def _feature_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -132,6 +133,14 @@ class BatchNorm(Bijection):
     def _statistics(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if not self.training:
             return self.running_mean, self.running_var
+        if x.numel() == x.shape[1]:
+            raise BlockError(
+                self,
+                f"batchnorm in training mode estimates each feature's mean and variance "
+                f"from the batch, and a batch of {x.shape[0]} has one value per feature "
+                "(variance 0, so the log-det is meaningless); train on batches of 2 or "
+                "more, or call flow.eval() to use the running statistics",
+            )
         mean = x.mean(self.reduce_dims, keepdim=True)[0]
         var = x.var(self.reduce_dims, correction=0, keepdim=True)[0]
         with torch.no_grad():
