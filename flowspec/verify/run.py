@@ -90,8 +90,16 @@ def _graph_of(module: Flow, spec: str | Path | None) -> FlowGraph:
             f"verify: flow `{module.FLOW_NAME}` does not carry its spec (a module imported "
             "from `flowspec compile -o`?): pass spec=PATH"
         )
-    fg = comp.flow_graph(module.FLOW_NAME)
     from flowspec.codegen import spec_hash
+    from flowspec.driver import FlowNotFound
+
+    try:
+        fg = comp.flow_graph(module.FLOW_NAME)
+    except FlowNotFound:
+        raise ValueError(
+            f"verify: {comp.source.path} defines no flow `{module.FLOW_NAME}`, so its spec "
+            f"hash cannot match the module's ({module.SPEC_HASH})"
+        ) from None
 
     if spec is not None and spec_hash(comp.program, fg.name) != module.SPEC_HASH:
         raise ValueError(
