@@ -11,15 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, SPECS
+from hypothesis import HealthCheck, given, settings
+from test_property_compile import programs
 
 import flowspec
 from flowspec.verify import prepare
 
 pytest_plugins = ["pytester"]
-
-#: a fast default subset, one per family of checks: deterministic couplings, a
-#: generative flow, a context, roulette estimators, exact and series residual blocks
-FAST = ["realnvp", "nice", "planar_vi", "conditional_realnvp", "residual_flow", "iresnet"]
 
 GOOD = (
     "flow good {\n    input x: [2]\n    x = coupling.affine(x, net=mlp(hidden=[8]))\n"
@@ -41,21 +39,28 @@ def _failures(report, quantity: str) -> list[str]:
     return [line for line in report.failure_lines() if f": {quantity}: " in line]
 
 
-@pytest.mark.parametrize("name", FAST)
-def test_reference_specs_verify(name: str) -> None:
-    report = flowspec.verify(_spec(name))
-    assert report.ok, str(report)
-    blocks = len(prepare(_spec(name)).GENERATED_SOURCE.split("self.b")) > 1
-    assert blocks and report.rows[-1].attr == "flow"
-    text = str(report)
-    assert text.startswith(f"verify {_spec(name)}") and "ok:" in text
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_every_reference_spec_verifies(spec: Path) -> None:
+    # the whole folder takes about 8 s here, so it runs by default
     report = flowspec.verify(spec)
     assert report.ok, str(report)
+    assert report.rows[-1].attr == "flow"
+    text = str(report)
+    assert text.startswith(f"verify {spec}") and "ok:" in text
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(programs())
+def test_random_programs_verify(program) -> None:
+    text, _planar = program
+    report = flowspec.verify(text)
+    assert report.ok, text + str(report)
 
 
 def test_the_report_has_a_row_per_block_and_one_for_the_flow() -> None:
@@ -170,7 +175,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_exit_codes_and_formats(tmp_path: Path) -> None:
+def test_cli_exit_codes_and_formats(tmp_path: Path, run_cli) -> None:
     (tmp_path / "good.flow").write_text(GOOD, encoding="utf-8")
     (tmp_path / "broken.flow").write_text(BROKEN, encoding="utf-8")
     ok = _cli("good.flow", cwd=tmp_path)
@@ -180,18 +185,21 @@ def test_cli_exit_codes_and_formats(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert "FAILED broken.flow:3: `ode` (b0): round trip: measured" in bad.stdout
     assert "1 of 2 flow(s) verified, 1 failed" in bad.stdout
-    data = json.loads(_cli(".", "--format", "json", cwd=tmp_path).stdout)
-    assert [r["ok"] for r in data["reports"]] == [False, True] and not data["ok"]
-    junit = _cli("broken.flow", "--format", "junit", cwd=tmp_path).stdout
+    # the other formats and the usage errors in-process (run_cli runs in tmp_path)
+    result = run_cli("verify", ".", "--format", "json")
+    data = json.loads(result.stdout)
+    assert result.status == 1 and not data["ok"]
+    assert [r["ok"] for r in data["reports"]] == [False, True]
+    junit = run_cli("verify", "broken.flow", "--format", "junit").stdout
     assert junit.startswith("<?xml") and 'failures="2"' in junit
-    usage = _cli("good.flow", "--samples", "0", cwd=tmp_path)
-    assert usage.returncode == 2 and "--samples" in usage.stderr
+    usage = run_cli("verify", "good.flow", "--samples", "0")
+    assert usage.status == 2 and "--samples" in usage.stderr
 
 
-def test_cli_reports_spec_errors(tmp_path: Path) -> None:
+def test_cli_reports_spec_errors(tmp_path: Path, run_cli) -> None:
     (tmp_path / "bad.flow").write_text("flow f {\n    input x: [2]\n    output y\n}\n")
-    result = _cli("bad.flow", cwd=tmp_path)
-    assert result.returncode == 1 and "E200" in result.stdout
+    result = run_cli("verify", "bad.flow")
+    assert result.status == 1 and "E200" in result.stdout
 
 
 def test_pytest_plugin_verifies_each_spec(pytester) -> None:
