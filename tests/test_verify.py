@@ -209,3 +209,27 @@ def test_pytest_plugin_verifies_each_spec(pytester) -> None:
     result = pytester.runpytest("--flowspec", "--flowspec-verify")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*broken.flow:3: `ode` (b0): round trip: measured*"])
+
+
+def _large(d: int) -> str:
+    return (
+        f"flow big {{\n    input x: [{d}]\n    repeat 2 {{\n        x = actnorm(x)\n"
+        "        x = coupling.additive(x, net=mlp(hidden=[4]))\n        x = reverse(x)\n"
+        "    }\n    output x\n}\n"
+    )
+
+
+def test_large_inputs_are_sub_sampled() -> None:
+    # 1,100 features: one sample, LARGE_BLOCKS random blocks brute-forced, the rest skipped
+    report = flowspec.verify(_large(1100))
+    assert report.ok, str(report)
+    ladj = [r.get("ladj") for r in report.rows[:-1]]
+    assert sum(not c.skipped for c in ladj) == 4 and sum(c.skipped for c in ladj) == 2
+    assert "4 random blocks that large are brute-forced" in str(report)
+    assert not report.rows[-1].get("ladj").skipped  # the whole flow: one dense Jacobian
+    # 5,000 features: no dense Jacobian; σ_max of the permutations by power iteration
+    report = flowspec.verify(_large(5000))
+    assert report.ok, str(report)
+    assert all(r.get("ladj").skipped for r in report.rows)
+    lip = report.rows[2].get("lipschitz")
+    assert report.rows[2].kind == "reverse" and abs(lip.measured - 1.0) < 1e-6
