@@ -13,7 +13,7 @@ from flowspec.api import check
 from flowspec.core.diagnostics import CODES, Diagnostic, SpecError
 
 __version__ = "0.1.0"
-__all__ = ["CODES", "Diagnostic", "Flow", "SpecError", "check", "compile", "exact"]
+__all__ = ["CODES", "Diagnostic", "Flow", "SpecError", "check", "compile", "exact", "verify"]
 
 if TYPE_CHECKING:
     from flowspec.compiler import compile
@@ -34,4 +34,8 @@ def __getattr__(name: str) -> Any:
         from flowspec.runtime.exact import exact
 
         return exact
+    if name == "verify":
+        import flowspec.verify as verify
+
+        return verify
     raise AttributeError(f"module 'flowspec' has no attribute {name!r}")

@@ -7,6 +7,7 @@
     flowspec graph SPEC -o FILE.dot|.svg|.png [--flow NAME] [--expand|--collapse]
     flowspec fmt FILE... [--check]
     flowspec convert FILE --to yaml|flow [-o OUT]
+    flowspec verify FILE... [--dtype float64] [--samples N] [--seed S] [--format text|json|junit]
     flowspec kinds                       every block kind, one line each
     flowspec explain KIND|CODE|WORD      the reference entry of a block kind, code or option word
 
@@ -226,6 +227,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return _write_output(text, args.output)
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from flowspec.verify.cli import run
+
+    try:
+        return run(args, _spec_files(args.files), lambda path: _read(path, args))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 def cmd_kinds(args: argparse.Namespace) -> int:
     from flowspec.reference import kinds_text
 
@@ -323,6 +333,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", choices=("yaml", "flow"), required=True)
     p.add_argument("-o", "--output", help="output file (default: standard output)")
     p.set_defaults(run=cmd_convert)
+
+    p = sub.add_parser("verify", parents=limits, help="check a compiled flow's numbers")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--samples", type=int, default=4, metavar="N", help="random inputs")
+    p.add_argument("--draws", type=int, default=200, metavar="N", help="estimates per estimator")
+    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--flow", help="verify only this flow of each spec")
+    p.add_argument("--format", choices=("text", "json", "junit"), default="text")
+    p.set_defaults(run=cmd_verify)
 
     p = sub.add_parser("kinds", help="list every block kind with a one-line summary")
     p.set_defaults(run=cmd_kinds)

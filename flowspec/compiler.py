@@ -110,6 +110,7 @@ def build_class(comp: Compilation, flow: str | None = None) -> type[Flow]:
     exec(builtins.compile(source, filename, "exec"), namespace)
     cls = namespace["Model"]
     cls.GENERATED_SOURCE = source
+    cls.SPEC_SOURCE = comp.source  # the spec it came from (flowspec.verify reads it)
     return cls
 
 

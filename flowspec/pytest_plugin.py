@@ -2,6 +2,7 @@
 
     pytest --flowspec specs/            # every .flow / .yaml spec is one test item
     pytest --flowspec --flowspec-strict # warnings fail too
+    pytest --flowspec --flowspec-verify # and each spec's flows pass `flowspec verify`
 
 An item fails with the diagnostics rendered as ``flowspec check`` renders them.
 Installed with flowspec (entry point ``pytest11``); inactive without ``--flowspec``.
@@ -21,6 +22,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("flowspec")
     group.addoption("--flowspec", action="store_true", help="check .flow/.yaml specs as tests")
     group.addoption("--flowspec-strict", action="store_true", help="warnings fail too")
+    group.addoption(
+        "--flowspec-verify",
+        action="store_true",
+        help="also verify each spec's compiled flows numerically (flowspec verify)",
+    )
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path):
@@ -32,7 +38,8 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path):
 
 class SpecFile(pytest.File):
     def collect(self):
-        yield SpecItem.from_parent(self, name="check")
+        verify = self.config.getoption("flowspec_verify")
+        yield SpecItem.from_parent(self, name="verify" if verify else "check")
 
 
 class SpecCheckFailed(Exception):
@@ -46,6 +53,16 @@ class SpecItem(pytest.Item):
         failing = comp.diagnostics if strict else comp.errors
         if failing:
             raise SpecCheckFailed(render_text(comp.diagnostics, comp.sources))
+        if self.config.getoption("flowspec_verify"):
+            from flowspec.core.diagnostics import SpecError
+            from flowspec.verify.run import verify
+
+            try:
+                reports = [verify(self.path, flow=name) for name in comp.flow_names()]
+            except SpecError as e:  # E500: the module could not be built
+                raise SpecCheckFailed(str(e)) from None
+            if not all(r.ok for r in reports):
+                raise SpecCheckFailed("".join(str(r) for r in reports))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, SpecCheckFailed):
@@ -53,4 +70,4 @@ class SpecItem(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
-        return self.path, 0, f"flowspec check {self.path.name}"
+        return self.path, 0, f"flowspec {self.name} {self.path.name}"

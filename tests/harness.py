@@ -9,7 +9,8 @@ here.  The helpers are reused by other test modules:
 * :func:`build_block` — the runtime block, perturbed away from its identity start, given
   one data-dependent-initialisation batch in train mode, then put in eval mode;
 * :func:`random_inputs` — a batch of inputs (and ``cond=``) for a case;
-* :func:`flat_jacobian_logdets` — per-sample log|det J| of the flattened map, brute force.
+* :func:`flat_jacobian_logdets` — per-sample log|det J| of the flattened map, brute force
+  (with :func:`perturb`, from :mod:`flowspec.verify.numerics`).
 
 A runtime class may declare ``input_domain = (lo, hi)`` when it is only defined on a
 box (``logit`` on (0, 1)); inputs are then drawn inside it.  Kinds whose log-det is
@@ -30,9 +31,9 @@ from flowspec.kinds import KINDS, BlockKind, Example
 from flowspec.kinds.options import Word, resolve_options
 from flowspec.runtime.base import Bijection, load_runtime
 
-#: standard deviation of the noise added to every parameter, so zero-initialised
-#: conditioners (identity couplings) are tested away from the identity
-PERTURB = 0.1
+# the brute-force helpers live in flowspec.verify (``flowspec verify`` uses them too)
+from flowspec.verify.numerics import PERTURB, as_tuple, flat_jacobian_logdets, perturb
+
 BATCH = 3
 
 #: round-trip / inverse-ladj / fused-vs-value-only tolerance by inverse class: iterative
@@ -118,15 +119,6 @@ def random_inputs(
     return xs, cond
 
 
-def perturb(block: torch.nn.Module, scale: float = PERTURB, seed: int = 0) -> None:
-    """Add N(0, scale²) noise to every parameter."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in block.parameters():
-            noise = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-            p.add_(scale * noise.to(p.dtype))
-
-
 def build_block(
     kind: BlockKind, example: Example, dtype: torch.dtype = torch.float64, seed: int = 0
 ) -> Bijection:
@@ -148,10 +140,6 @@ def build_block(
 # ----------------------------------------------------------------------- the checks
 
 
-def as_tuple(value: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    return value if isinstance(value, tuple) else (value,)
-
-
 def tolerance(kind: BlockKind, opts: dict[str, Any]) -> float:
     return TOLERANCE.get(kind.inverse_class(opts), EXACT)
 
@@ -163,36 +151,6 @@ def is_stochastic(kind: BlockKind, opts: dict[str, Any]) -> bool:
 def max_error(a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> float:
     assert len(a) == len(b)
     return max((x - y).abs().max().item() for x, y in zip(a, b))
-
-
-def flat_jacobian_logdets(
-    fn: Callable[..., Tensor | tuple[Tensor, ...]], xs: list[Tensor]
-) -> tuple[Tensor, Tensor]:
-    """Per-sample log|det J| of ``fn`` seen as a map from the concatenation of the
-    flattened inputs to the concatenation of the flattened outputs.
-
-    Returns ``(logdets [B], cross)``, where ``cross`` is how much the outputs of the
-    other samples move when the first sample's input changes (a block must not mix the
-    batch; it is 0 for a correct block).  Because samples are independent, the Jacobian
-    of the batch-summed output holds every sample's Jacobian at a B-th of the cost."""
-    batch = xs[0].shape[0]
-    sizes = [x[0].numel() for x in xs]
-    shapes = [x.shape[1:] for x in xs]
-
-    def flat_fn(flat: Tensor) -> Tensor:
-        parts = flat.split(sizes, dim=1)
-        ins = [p.reshape(batch, *s) for p, s in zip(parts, shapes)]
-        return torch.cat([y.reshape(batch, -1) for y in as_tuple(fn(*ins))], dim=1)
-
-    flat = torch.cat([x.reshape(batch, -1) for x in xs], dim=1)
-    with torch.no_grad():
-        moved = flat.clone()
-        # another sample's input: inside a block's domain (logit's [0, 1]) like the rest
-        moved[0] = flat[-1]
-        cross = (flat_fn(moved)[1:] - flat_fn(flat)[1:]).abs().max()
-    jac = torch.autograd.functional.jacobian(lambda v: flat_fn(v).sum(0), flat)  # [D, B, D]
-    _, logdets = torch.linalg.slogdet(jac.transpose(0, 1))
-    return logdets, cross
 
 
 def check_stochastic_ladj(
