@@ -63,6 +63,10 @@ def build_class(comp: Compilation, flow: str | None = None) -> type[Flow]:
     exec(builtins.compile(source, filename, "exec"), namespace)
     cls = namespace["Model"]
     cls.GENERATED_SOURCE = source
+    # the spec itself, for flowspec.save: set on the class here, never written into the
+    # generated source (spec text reaches that only through safe comments)
+    cls.SPEC_TEXT = comp.source.text
+    cls.SPEC_FILE = comp.source.path
     return cls
 
 
@@ -90,6 +94,22 @@ def compile(
     limit); an allocation that fails anyway is an E500 SpecError naming the block.
     """
     comp = Compilation.of(spec, Limits.of(max_bytes, max_statements))
+    return compile_compilation(
+        comp, flow=flow, device=device, dtype=dtype, jit=jit, max_parameters=max_parameters
+    )
+
+
+def compile_compilation(
+    comp: Compilation,
+    *,
+    flow: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    jit: bool = False,
+    max_parameters: int | None = MAX_PARAMETERS,
+) -> Flow:
+    """:func:`compile` of a spec already read (``flowspec.load`` rebuilds a checkpoint's
+    module from the spec text it stores, under the path it was saved from)."""
     comp.raise_for_errors()
     try:
         name = comp.flow_graph(flow).name
