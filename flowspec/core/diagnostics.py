@@ -100,6 +100,11 @@ CODES: dict[str, Code] = {
             "ignored-option",
             "an option the configuration ignores (`rtol`/`atol` with a fixed-step ODE solver)",
         ),
+        Code(
+            "W104",
+            "bad-suppression",
+            "a `# flowspec: ignore[...]` comment naming an unknown code, an error, or no code",
+        ),
     )
 }
 
