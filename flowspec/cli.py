@@ -1,6 +1,6 @@
 """The ``flowspec`` command.
 
-    flowspec check FILE... [--strict] [--format text|concise|json|sarif|junit]
+    flowspec check FILE... [--strict] [--specs-only] [--format text|concise|json|sarif|junit]
                    [--max-bytes N] [--max-statements N]   (every command takes these)
     flowspec compile SPEC -o model.py [--flow NAME] [--weights CKPT]
     flowspec summary SPEC [--flow NAME]
@@ -84,6 +84,10 @@ def _spec_files(names: list[str], suffixes: tuple[str, ...] | None = None) -> li
 def cmd_check(args: argparse.Namespace) -> int:
     all_diags, sources = [], {}
     args.files = _spec_files(args.files)
+    if args.specs_only:  # as in a directory: skip YAML without a `flowspec:` key
+        from flowspec.driver import is_spec_file
+
+        args.files = [f for f in args.files if not Path(f).is_file() or is_spec_file(Path(f))]
     for path in args.files:
         comp = _read(path, args)
         all_diags.extend(comp.diagnostics)
@@ -322,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="warnings fail too")
     p.add_argument(
         "--format", choices=("text", "concise", "json", "sarif", "junit"), default="text"
+    )
+    p.add_argument(
+        "--specs-only",
+        action="store_true",
+        help="skip files named that are not specs (YAML without a top-level `flowspec:` "
+        "key), as a directory does: for pre-commit, which names every YAML file",
     )
     p.set_defaults(run=cmd_check)
 
