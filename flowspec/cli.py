@@ -1,8 +1,8 @@
 """The ``flowspec`` command.
 
-    flowspec check FILE... [--strict] [--format text|concise|json|sarif|junit]
+    flowspec check FILE... [--strict] [--specs-only] [--format text|concise|json|sarif|junit]
                    [--max-bytes N] [--max-statements N]   (every command takes these)
-    flowspec compile SPEC -o model.py [--flow NAME]
+    flowspec compile SPEC -o model.py [--flow NAME] [--weights CKPT]
     flowspec summary SPEC [--flow NAME]
     flowspec graph SPEC -o FILE.dot|.svg|.png [--flow NAME] [--expand|--collapse]
     flowspec fmt FILE... [--check]
@@ -85,6 +85,10 @@ def _spec_files(names: list[str], suffixes: tuple[str, ...] | None = None) -> li
 def cmd_check(args: argparse.Namespace) -> int:
     all_diags, sources = [], {}
     args.files = _spec_files(args.files)
+    if args.specs_only:  # as in a directory: skip YAML without a `flowspec:` key
+        from flowspec.driver import is_spec_file
+
+        args.files = [f for f in args.files if not Path(f).is_file() or is_spec_file(Path(f))]
     for path in args.files:
         comp = _read(path, args)
         all_diags.extend(comp.diagnostics)
@@ -135,8 +139,46 @@ def cmd_compile(args: argparse.Namespace) -> int:
     comp, status = _checked(args)
     if status:
         return status
+    if args.weights is not None:
+        return _compile_with_weights(comp, args)
     source = comp.generate(args.flow)
     return _write_output(source, args.output)
+
+
+def _compile_with_weights(comp: Compilation, args: argparse.Namespace) -> int:
+    """``compile --weights CKPT -o model.py``: refuse a checkpoint saved from another
+    spec, then write the module and, beside it, the checkpoint's ``state_dict``
+    (``model.pt``, which ``torch.load(weights_only=True)`` reads)."""
+    if args.output in (None, "-"):
+        raise UsageError("--weights needs -o FILE.py (the weights are written beside it)")
+    weights = Path(args.output).with_suffix(".pt")
+    if weights == Path(args.output):
+        raise UsageError("-o names the module's .py file; the weights go to a .pt beside it")
+    import torch
+
+    from flowspec.checkpoint import CheckpointError, load_compiled
+    from flowspec.core.diagnostics import SpecError
+
+    try:
+        flow = load_compiled(args.weights, comp)
+    except CheckpointError as e:
+        sys.stderr.write(f"flowspec: error: {e}\n")
+        return EXIT_ERRORS
+    except SpecError as e:  # the module cannot be built here (E500)
+        sys.stderr.write(render_text(e.diagnostics, e.sources))
+        return EXIT_ERRORS
+    if args.flow is not None and args.flow != flow.FLOW_NAME:
+        sys.stderr.write(
+            f"flowspec: error: {args.weights} holds flow `{flow.FLOW_NAME}`, not `{args.flow}`\n"
+        )
+        return EXIT_ERRORS
+    _write_output(comp.generate(flow.FLOW_NAME), args.output)
+    torch.save(flow.state_dict(), weights)
+    print(
+        f"wrote {weights} (the weights of {args.weights}: "
+        f"Model().load_state_dict(torch.load({str(weights)!r}, weights_only=True)))"
+    )
+    return EXIT_OK
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -295,12 +337,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", choices=("text", "concise", "json", "sarif", "junit"), default="text"
     )
+    p.add_argument(
+        "--specs-only",
+        action="store_true",
+        help="skip files named that are not specs (YAML without a top-level `flowspec:` "
+        "key), as a directory does: for pre-commit, which names every YAML file",
+    )
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("compile", parents=limits, help="write the generated PyTorch module")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("-o", "--output", help="output file (default: standard output)")
     p.add_argument("--flow", help="the flow to compile, when the spec has several")
+    p.add_argument(
+        "--weights",
+        metavar="CKPT",
+        help="a flowspec.save checkpoint of this spec: refused if saved from another spec; "
+        "its weights are written beside -o as a .pt state_dict",
+    )
     p.set_defaults(run=cmd_compile)
 
     p = sub.add_parser("summary", parents=limits, help="a table of the flow's blocks")

@@ -111,6 +111,10 @@ def build_class(comp: Compilation, flow: str | None = None) -> type[Flow]:
     cls = namespace["Model"]
     cls.GENERATED_SOURCE = source
     cls.SPEC_SOURCE = comp.source  # the spec it came from (flowspec.verify reads it)
+    # the spec itself, for flowspec.save: set on the class here, never written into the
+    # generated source (spec text reaches that only through safe comments)
+    cls.SPEC_TEXT = comp.source.text
+    cls.SPEC_FILE = comp.source.path
     return cls
 
 
@@ -144,6 +148,29 @@ def compile(
         comp = Compilation.of(spec, Limits.of(max_bytes, max_statements))
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError([unreadable(spec, e)]) from None
+    return compile_compilation(
+        comp,
+        flow=flow,
+        device=device,
+        dtype=dtype,
+        jit=jit,
+        validate=validate,
+        max_parameters=max_parameters,
+    )
+
+
+def compile_compilation(
+    comp: Compilation,
+    *,
+    flow: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    jit: bool = False,
+    validate: bool = True,
+    max_parameters: int | None = MAX_PARAMETERS,
+) -> Flow:
+    """:func:`compile` of a spec already read (``flowspec.load`` rebuilds a checkpoint's
+    module from the spec text it stores, under the path it was saved from)."""
     comp.raise_for_errors()
     try:
         name = comp.flow_graph(flow).name

@@ -140,7 +140,8 @@ class Compilation:
 
     @cached_property
     def diagnostics(self) -> list[Diagnostic]:
-        """Every diagnostic of every stage, sorted by position."""
+        """Every diagnostic of every stage, sorted by position, less the warnings that a
+        ``# flowspec: ignore[CODE]`` comment silences (:mod:`flowspec.suppressions`)."""
         from flowspec.checks import NEEDS_COMPLETE_GRAPH, PASSES
 
         diags = list(self.parsed[1])
@@ -166,7 +167,10 @@ class Compilation:
                     hint="add `flow NAME { input x: [d] ... output x }`",
                 )
             )
-        return sorted(_dedupe(diags), key=sort_key)
+        from flowspec.suppressions import apply
+
+        # `# flowspec: ignore[W101]` comments silence warnings on their line
+        return apply(self.source, sorted(_dedupe(diags), key=sort_key), is_yaml(self.source))
 
     @property
     def errors(self) -> list[Diagnostic]:

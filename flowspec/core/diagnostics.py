@@ -111,6 +111,11 @@ CODES: dict[str, Code] = {
             "flattened-image",
             "an `mlp` net flattens a [C, H, W] tensor (its spatial layout is ignored)",
         ),
+        Code(
+            "W105",
+            "bad-suppression",
+            "a `# flowspec: ignore[...]` comment naming an unknown code, an error, or no code",
+        ),
     )
 }
 

@@ -158,6 +158,26 @@ EXPLANATIONS: dict[str, Explanation] = {
         "needs no other edit; a default is never reported.",
         _flow("x = ode(x, net=mlp(hidden=[8], act=tanh), solver=euler, rtol=1e-6)", shape="[2]"),
     ),
+    "W104": Explanation(
+        "An `mlp` conditioner on a [C, H, W] tensor flattens it, so the net ignores which "
+        "pixels are neighbours; usually `net=conv(...)` is meant, or an explicit "
+        "`flatten(x)` first when a dense net is.",
+        _flow(
+            "x = coupling.affine(x, net=mlp(hidden=[64]), mask=checkerboard)", shape="[2, 4, 4]"
+        ),
+    ),
+    "W105": Explanation(
+        "A `# flowspec: ignore[CODE, ...]` comment silences the warnings with those codes "
+        "on its own line (in `.flow` and YAML comments). A code that does not exist, an "
+        "error code (errors cannot be silenced: the spec is wrong) or a suppression "
+        "without codes is reported at the code it names. W105 itself is reported after "
+        "suppressions apply.",
+        _flow(
+            "x = linear(x)",
+            "x = coupling.affine(x, net=mlp(hidden=[64]))",
+            "x = coupling.affine(x, net=mlp(hidden=[64]))  # flowspec: ignore[W101, W011]",
+        ),
+    ),
 }
 
 

@@ -44,6 +44,10 @@ class Flow(nn.Module):
     #: set by the generated subclass
     FLOW_NAME: str = ""
     SPEC_HASH: str = ""
+    #: set by ``flowspec.compile`` (not by an imported ``model.py``): the spec's text and
+    #: path, which ``flowspec.save`` stores beside the weights
+    SPEC_TEXT: str | None = None
+    SPEC_FILE: str | None = None
     INPUT_SHAPE: tuple[int, ...] = ()
     OUTPUT_SHAPES: tuple[tuple[int, ...], ...] = ()
     LATENT: Choice = Choice("normal")
