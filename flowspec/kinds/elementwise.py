@@ -19,6 +19,7 @@ from flowspec.kinds.base import (
     _unbounded,
 )
 from flowspec.kinds.options import Float, Option
+from flowspec.kinds.sizes import no_parameters, numel
 
 
 def _leaky_problems(opts: Opts, shapes: list[Shape]) -> list[Problem]:
@@ -68,6 +69,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (),
         _same,
         f"{_R}.elementwise:Affine",
+        parameters=lambda opts, shapes: 2 * numel(shapes[0]),  # s and t per feature
         inverse="analytic",
         logdet="analytic",
         lipschitz=_unbounded("its learned scale has no bound"),
@@ -86,6 +88,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (Option("slope", Float(), 0.01),),
         _same,
         f"{_R}.elementwise:LeakyReLU",
+        parameters=no_parameters,
         inverse="analytic",
         logdet="analytic",
         lipschitz=lambda opts, shapes: Bound(max(1.0, opts["slope"])),
@@ -107,6 +110,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (Option("alpha", Float(0.0), 0.05),),
         _same,
         f"{_R}.elementwise:Logit",
+        parameters=no_parameters,
         inverse="analytic",
         logdet="analytic",
         lipschitz=_logit_lipschitz,
@@ -124,6 +128,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (),
         _same,
         f"{_R}.elementwise:Sigmoid",
+        parameters=no_parameters,
         inverse="analytic",
         logdet="analytic",
         lipschitz=lambda opts, shapes: Bound(0.25),
