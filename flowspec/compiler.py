@@ -11,7 +11,7 @@ import torch
 from flowspec import build
 from flowspec.core.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
-from flowspec.kinds.limits import MAX_PARAMETERS
+from flowspec.kinds.limits import MAX_PARAMS
 from flowspec.runtime.flow import Flow
 from flowspec.syntax.limits import MAX_BYTES, MAX_STATEMENTS, Limits
 
@@ -66,6 +66,10 @@ def build_class(comp: Compilation, flow: str | None = None) -> type[Flow]:
     return cls
 
 
+#: ``max_parameters=`` not given (it is the old name of ``max_params=``)
+_UNSET: object = object()
+
+
 def compile(
     spec: str | Path,
     *,
@@ -73,9 +77,10 @@ def compile(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     jit: bool = False,
-    max_parameters: int | None = MAX_PARAMETERS,
+    max_params: int | None = MAX_PARAMS,
     max_bytes: int | None = MAX_BYTES,
     max_statements: int | None = MAX_STATEMENTS,
+    max_parameters: int | object | None = _UNSET,
 ) -> Flow:
     """Compile a spec (a path or the spec's text) into a :class:`Flow`.
 
@@ -85,11 +90,18 @@ def compile(
     with errors raises one :class:`SpecError` carrying the diagnostics; ``max_bytes``
     and ``max_statements`` are the size limits, as in :func:`flowspec.check`.
 
-    ``max_parameters`` bounds the numbers (parameters and buffers) the module may
-    allocate, counted before anything is allocated (E500 above it; ``None``: no
-    limit); an allocation that fails anyway is an E500 SpecError naming the block.
+    ``max_params`` (default 2·10⁹; ``0`` or ``None``: no limit) bounds the flow's
+    learned parameters, counted from shapes and options by the checker (E501), and its
+    parameters and buffers, counted on the ``meta`` device before anything is allocated
+    (E500); an allocation that fails anyway is an E500 SpecError naming the block.
+    ``max_parameters`` is its old name, still accepted.
     """
-    comp = Compilation.of(spec, Limits.of(max_bytes, max_statements))
+    if max_parameters is not _UNSET:
+        if max_params != MAX_PARAMS:
+            raise TypeError("compile() takes max_params or its old name max_parameters, not both")
+        max_params = max_parameters  # type: ignore[assignment]
+    max_params = max_params or None
+    comp = Compilation.of(spec, Limits.of(max_bytes, max_statements, max_params))
     comp.raise_for_errors()
     try:
         name = comp.flow_graph(flow).name
@@ -100,7 +112,7 @@ def compile(
         raise ValueError(f"compile(device={str(device)!r}): that device is not available here")
     cls = build_class(comp, name)
     fg = comp.flow_graph(name)
-    sizes = build.check_size(cls, fg, comp.sources, max_parameters)
+    sizes = build.check_size(cls, fg, comp.sources, max_params)
     module = build.construct(cls, fg, comp.sources, sizes)
     if device is not None or dtype is not None:
         build.place(module, fg, comp.sources, device, dtype, sizes)
