@@ -4,10 +4,16 @@ Every block kind counts its learned parameters from its options and shapes
 (``BlockKind.parameters``, :mod:`flowspec.kinds.sizes`), so a flow's size is known
 to the checker, without torch and without building a module.  ``flowspec check
 --max-params N`` and ``flowspec.compile(..., max_params=N)`` refuse a flow over the
-limit (E501) at its largest contributor::
+limit (E501) at its largest contributor (a typo'd input before a ``linear``; the
+same block on 1,000 features is clean):
 
-    input x: [1000000]
-    x = linear(x)        # E501: 2,000,001,000,000 parameters, over 2,000,000,000
+    >>> from flowspec.checks.examples import diagnose
+    >>> diagnose("x = linear(x)", shape="[1000000]")
+    E501 3:9 flow `f` has 2,000,001,000,000 parameters (8.0 TB in float32), over the
+        limit of 2,000,000,000; the largest is this `linear`: 2,000,001,000,000
+        parameters (100.0%)
+    >>> diagnose("x = linear(x)", shape="[1000]")
+    clean
 
 The memory estimate (``flowspec summary``), in float32 numbers, is a model, not a
 measurement:

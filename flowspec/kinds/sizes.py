@@ -88,6 +88,8 @@ def lipschitz_net_parameters(net: Any, shape: Shape) -> int:
         hidden = list(o["hidden"])
         d = numel(shape)
         return _dense([d, *hidden, d]) + len(hidden) * _act(net)
+    if net.kind != "conv":  # resnet: refused for residual blocks (E303), builds nothing
+        return 0
     h, k, depth = o["hidden"], o["kernel"], o["depth"]
     c = shape[0]
     convs = _conv(c, h, k) + (depth - 1) * _conv(h, h, 1) + _conv(h, c, k)
@@ -98,6 +100,8 @@ def lipschitz_net_activations(net: Any, shape: Shape) -> int:
     o = net.options
     if net.kind == "mlp":
         return 2 * sum(o["hidden"]) + numel(shape)
+    if net.kind != "conv":
+        return 0
     return (2 * o["depth"] * o["hidden"] + shape[0]) * numel(shape[1:])
 
 
