@@ -11,6 +11,7 @@ from pathlib import Path
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.core.spans import Span
 from flowspec.driver import Compilation
+from flowspec.kinds.limits import MAX_PARAMS
 from flowspec.syntax.limits import MAX_BYTES, MAX_STATEMENTS, Limits
 
 
@@ -19,14 +20,17 @@ def check(
     *,
     max_bytes: int | None = MAX_BYTES,
     max_statements: int | None = MAX_STATEMENTS,
+    max_params: int | None = MAX_PARAMS,
 ) -> list[Diagnostic]:
     """Check a spec (a path or the spec's text); never raises for a user's mistake.
 
     Returns every diagnostic, errors and warnings, sorted by position.  A spec over
     ``max_bytes`` (UTF-8) or ``max_statements`` is refused before parsing (E205);
-    ``0`` or ``None`` turns a limit off.  A path that cannot be read is one E206.
+    ``0`` or ``None`` turns a limit off.  A flow over ``max_params`` learned parameters,
+    counted from shapes and options without building anything, is E501.  A path that
+    cannot be read is one E206.
     """
-    limits = Limits.of(max_bytes, max_statements)
+    limits = Limits.of(max_bytes, max_statements, max_params)
     try:
         return Compilation.of(spec, limits).diagnostics
     except (OSError, UnicodeDecodeError) as e:

@@ -2,14 +2,16 @@
 
 Every size a spec can ask for is bounded (:mod:`flowspec.kinds.limits`, checked by
 ``flowspec check``), but bounded sizes still multiply: an mlp of width 65,536 on
-16 million features is a trillion weights.  So before allocating anything,
-:func:`check_size` builds the module on PyTorch's ``meta`` device (shapes only, no
-memory) and refuses a flow over ``max_parameters`` numbers with an E500 diagnostic at
-its largest block; :func:`construct` then builds the real module and turns an
-allocation failure that still happens (the machine has less memory than the limit
-allows) into a :class:`~flowspec.core.diagnostics.SpecError` naming the block, never a raw
-``RuntimeError`` / ``MemoryError``.  ``flowspec summary`` counts parameters with
-:func:`block_sizes`, so it allocates nothing either.
+16 million features is a trillion weights.  The checker counts every flow's learned
+parameters from the registry and refuses one over ``max_params`` (E501,
+:mod:`flowspec.checks.resources`) before codegen.  Buffers (a residual block's d×d
+identity) are not in that count, so before allocating anything :func:`check_size`
+also builds the module on PyTorch's ``meta`` device (shapes only, no memory) and
+refuses one whose parameters and buffers exceed ``max_params`` numbers with an E500
+diagnostic at its largest block; :func:`construct` then builds the real module and
+turns an allocation failure that still happens (the machine has less memory than the
+limit allows) into a :class:`~flowspec.core.diagnostics.SpecError` naming the block,
+never a raw ``RuntimeError`` / ``MemoryError``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 from flowspec.core.diagnostics import Diagnostic, SpecError
 from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph, Node
+from flowspec.kinds.sizes import format_bytes
 from flowspec.runtime.flow import Flow
 
 #: what a failed allocation raises: torch's ``RuntimeError`` (``DefaultCPUAllocator:
@@ -30,15 +33,6 @@ ALLOCATION_ERRORS = (MemoryError, OverflowError, RuntimeError)
 
 def _numbers(module: nn.Module) -> int:
     return sum(t.numel() for t in (*module.parameters(), *module.buffers()))
-
-
-def _bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
-        if size < 1000 or unit == "PB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError  # pragma: no cover
 
 
 def shapes_only(cls: type[Flow]) -> Flow | None:
@@ -63,21 +57,21 @@ def block_sizes(cls: type[Flow], fg: FlowGraph) -> list[int] | None:
 
 
 def check_size(
-    cls: type[Flow], fg: FlowGraph, sources: dict[str, Source], max_parameters: int | None
+    cls: type[Flow], fg: FlowGraph, sources: dict[str, Source], max_params: int | None
 ) -> list[int] | None:
-    """Refuse (E500) a flow whose blocks need more than ``max_parameters`` numbers;
-    returns the per-block sizes (None when unknown).  ``max_parameters=None``: no limit."""
-    if max_parameters is None:
+    """Refuse (E500) a flow whose blocks need more than ``max_params`` numbers;
+    returns the per-block sizes (None when unknown).  ``max_params=None``: no limit."""
+    if max_params is None:
         return None
     sizes = block_sizes(cls, fg)
-    if sizes is None or sum(sizes) <= max_parameters:
+    if sizes is None or sum(sizes) <= max_params:
         return sizes
     blocks = fg.blocks()
     big = max(range(len(blocks)), key=sizes.__getitem__)
     total = sum(sizes)
     message = (
         f"flow `{fg.name}` needs {total:,} parameters and buffers "
-        f"({_bytes(4 * total)} in float32), over the limit of {max_parameters:,}"
+        f"({format_bytes(4 * total)} in float32), over the limit of {max_params:,}"
     )
     if len(blocks) > 1:
         message += f"; this `{blocks[big].kind}` block needs {sizes[big]:,}"
@@ -88,7 +82,7 @@ def check_size(
                 message,
                 blocks[big].span,
                 hint="use smaller hidden widths or a smaller input, or raise the limit with "
-                "flowspec.compile(..., max_parameters=N)",
+                "flowspec.compile(..., max_params=N)",
             )
         ],
         sources,
@@ -100,7 +94,9 @@ def _failure(
 ) -> SpecError:
     lines = str(error).strip().splitlines()
     reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-    needs = f" ({size:,} parameters and buffers, {_bytes(4 * size)} in float32)" if size else ""
+    needs = (
+        f" ({size:,} parameters and buffers, {format_bytes(4 * size)} in float32)" if size else ""
+    )
     return SpecError(
         [
             Diagnostic(

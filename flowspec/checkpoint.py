@@ -315,7 +315,7 @@ def load_compiled(
             )
     dtype = None if data["dtype"] is None else getattr(torch, data["dtype"])
     flow = compile_compilation(
-        comp, flow=name, device=device, dtype=dtype, max_parameters=max_parameters
+        comp, flow=name, device=device, dtype=dtype, max_params=max_parameters
     )
     try:
         flow.load_state_dict(data["state_dict"])

@@ -12,7 +12,7 @@ from flowspec import build
 from flowspec.api import unreadable
 from flowspec.core.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
-from flowspec.kinds.limits import MAX_PARAMETERS
+from flowspec.kinds.limits import MAX_PARAMS
 from flowspec.runtime import validate as _validate
 from flowspec.runtime.flow import _CHECKS, Flow
 from flowspec.syntax.limits import MAX_BYTES, MAX_STATEMENTS, Limits
@@ -118,6 +118,10 @@ def build_class(comp: Compilation, flow: str | None = None) -> type[Flow]:
     return cls
 
 
+#: ``max_parameters=`` not given (it is the old name of ``max_params=``)
+_UNSET: object = object()
+
+
 def compile(
     spec: str | Path,
     *,
@@ -126,9 +130,10 @@ def compile(
     dtype: torch.dtype | str | None = None,
     jit: bool = False,
     validate: bool = True,
-    max_parameters: int | None = MAX_PARAMETERS,
+    max_params: int | None = MAX_PARAMS,
     max_bytes: int | None = MAX_BYTES,
     max_statements: int | None = MAX_STATEMENTS,
+    max_parameters: int | object | None = _UNSET,
 ) -> Flow:
     """Compile a spec (a path or the spec's text) into a :class:`Flow`.
 
@@ -140,12 +145,19 @@ def compile(
     with errors raises one :class:`SpecError` carrying the diagnostics; ``max_bytes``
     and ``max_statements`` are the size limits, as in :func:`flowspec.check`.
 
-    ``max_parameters`` bounds the numbers (parameters and buffers) the module may
-    allocate, counted before anything is allocated (E500 above it; ``None``: no
-    limit); an allocation that fails anyway is an E500 SpecError naming the block.
+    ``max_params`` (default 2·10⁹; ``0`` or ``None``: no limit) bounds the flow's
+    learned parameters, counted from shapes and options by the checker (E501), and its
+    parameters and buffers, counted on the ``meta`` device before anything is allocated
+    (E500); an allocation that fails anyway is an E500 SpecError naming the block.
+    ``max_parameters`` is its old name, still accepted.
     """
+    if max_parameters is not _UNSET:
+        if max_params != MAX_PARAMS:
+            raise TypeError("compile() takes max_params or its old name max_parameters, not both")
+        max_params = max_parameters  # type: ignore[assignment]
+    max_params = max_params or None
     try:
-        comp = Compilation.of(spec, Limits.of(max_bytes, max_statements))
+        comp = Compilation.of(spec, Limits.of(max_bytes, max_statements, max_params))
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError([unreadable(spec, e)]) from None
     return compile_compilation(
@@ -155,7 +167,7 @@ def compile(
         dtype=dtype,
         jit=jit,
         validate=validate,
-        max_parameters=max_parameters,
+        max_params=max_params,
     )
 
 
@@ -167,7 +179,7 @@ def compile_compilation(
     dtype: torch.dtype | str | None = None,
     jit: bool = False,
     validate: bool = True,
-    max_parameters: int | None = MAX_PARAMETERS,
+    max_params: int | None = MAX_PARAMS,
 ) -> Flow:
     """:func:`compile` of a spec already read (``flowspec.load`` rebuilds a checkpoint's
     module from the spec text it stores, under the path it was saved from)."""
@@ -182,7 +194,7 @@ def compile_compilation(
         raise ValueError(f"compile(device={str(device)!r}): that device is not available here")
     cls = build_class(comp, name)
     fg = comp.flow_graph(name)
-    sizes = build.check_size(cls, fg, comp.sources, max_parameters)
+    sizes = build.check_size(cls, fg, comp.sources, max_params)
     module = build.construct(cls, fg, comp.sources, sizes)
     if device is not None or dtype is not None:
         build.place(module, fg, comp.sources, device, dtype, sizes)

@@ -143,6 +143,7 @@ class Compilation:
         """Every diagnostic of every stage, sorted by position, less the warnings that a
         ``# flowspec: ignore[CODE]`` comment silences (:mod:`flowspec.suppressions`)."""
         from flowspec.checks import NEEDS_COMPLETE_GRAPH, PASSES
+        from flowspec.checks.resources import check_parameters
 
         diags = list(self.parsed[1])
         if self.program is None:
@@ -156,6 +157,8 @@ class Compilation:
                 for check in PASSES:
                     if fg.complete or check not in NEEDS_COMPLETE_GRAPH:
                         diags.extend(check(fg))
+                if fg.complete:  # the one pass that takes a limit (E501)
+                    diags.extend(check_parameters(fg, self.limits.max_params))
         if not graphs and not has_errors(diags) and self.program is not None:
             from flowspec.core.spans import Span
 

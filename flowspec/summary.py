@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowspec.checks.lipschitz import lipschitz_bound
+from flowspec.checks.resources import Resources, flow_resources
 from flowspec.ir.graph import FlowGraph
 from flowspec.kinds import REGISTRY
+from flowspec.kinds.sizes import format_bytes
 
 if TYPE_CHECKING:
     from flowspec.driver import Compilation
@@ -29,32 +31,38 @@ def _bound(value) -> str:
     return "∞" if value is None else f"{value:.4g}"
 
 
-def parameter_counts(comp: Compilation, fg: FlowGraph) -> list[int] | None:
-    """Parameters per block, counted on the ``meta`` device: nothing is allocated, and
-    a spec `on cuda:1` is summarised on any machine.  None if torch is missing.
+def parameter_counts(fg: FlowGraph) -> list[int]:
+    """Parameters per block, from the registry's formulas: nothing is built, so a
+    spec of 10¹² parameters, or one placed `on cuda:1`, is summarised on any machine."""
+    res = flow_resources(fg)
+    return list(res.parameters) if res else [0] * len(fg.blocks())
 
-    A block that cannot be built on ``meta`` makes the module be built for real, an
-    allocation failure then being a SpecError (E500) rather than a crash."""
-    try:
-        from flowspec import build
-        from flowspec.compiler import build_class
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return None
-    cls = build_class(comp, fg.name)
-    module = build.shapes_only(cls)
-    if module is None:
-        unplaced = type(cls.__name__, (cls,), {"DEVICES": {}})
-        module = build.construct(unplaced, fg, comp.sources)
-    return [
-        sum(p.numel() for p in getattr(module, f"b{i}").parameters())
-        for i in range(len(fg.blocks()))
+
+def memory_lines(res: Resources, max_params: int | None = None) -> list[str]:
+    """The totals under the table: parameters and the memory estimate (the model is
+    :mod:`flowspec.checks.resources`'s), and whether the flow is over ``max_params``."""
+    p = res.total
+    lines = [
+        f"parameters: {p:,} ({format_bytes(4 * p)} in float32; training with Adam: "
+        f"{format_bytes(16 * p)} for weights, gradients and moments)",
+        f"memory per sample, float32 (an estimate): training "
+        f"{format_bytes(4 * res.training_per_sample)}, inference "
+        f"{format_bytes(4 * res.inference_per_sample)}",
     ]
+    if max_params is not None and p > max_params:
+        lines.append(
+            f"over the limit of {max_params:,} parameters: `flowspec check` and "
+            "`flowspec.compile` refuse it (E501; --max-params N, max_params=N)"
+        )
+    return lines
 
 
-def summary_table(comp: Compilation, fg: FlowGraph) -> str:
+def summary_table(comp: Compilation, fg: FlowGraph, max_params: int | None = None) -> str:
     """One row per block of ``fg``, a flow of the caller's checked ``comp``: kind, line,
-    shapes, parameters, classes, Lipschitz bounds."""
-    counts = parameter_counts(comp, fg) or [0] * len(fg.blocks())
+    shapes, parameters, classes, Lipschitz bounds; then the totals and the memory
+    estimate.  Nothing is built or allocated."""
+    res = flow_resources(fg)
+    counts = list(res.parameters) if res else [0] * len(fg.blocks())
     header = (
         "#",
         "block",
@@ -120,6 +128,7 @@ def summary_table(comp: Compilation, fg: FlowGraph) -> str:
         f"total: {len(rows)} blocks, {sum(counts):,} parameters; log-det "
         f"{'stochastic' if stochastic else 'exact'}; proven Lip(F) ≤ {_bound(lip)}, "
         f"Lip(F⁻¹) ≤ {_bound(lip_inv)}",
+        *(memory_lines(res, max_params) if res else []),
     ]
     if fg.context is not None:
         lines.insert(

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import pytest
 import test_blocks
+import test_resources
 import torch
 from torch import Tensor
 
 import flowspec
 from flowspec.kinds import KINDS, REGISTRY, BlockKind, Bound, Example
 from flowspec.kinds.base import _same, _unbounded
+from flowspec.kinds.sizes import no_parameters
 from flowspec.runtime.base import Bijection, sum_except_batch
 
 
@@ -51,6 +53,7 @@ SINH = BlockKind(
     # d asinh(y)/dy = 1/sqrt(1 + y²) ≤ 1
     inverse_lipschitz=lambda opts, shapes: Bound(1.0),
     features="elementwise",
+    parameters=no_parameters,  # it learns nothing (see flowspec/kinds/sizes.py)
     examples=(Example(((3,),)), Example(((2, 2),))),
 )
 
@@ -78,6 +81,7 @@ HARNESS = (
     test_blocks.test_inverse_ladj_is_minus_forward,
     test_blocks.test_value_only_paths_agree_with_fused,
     test_blocks.test_gradient_reaches_every_parameter,
+    test_resources.test_the_parameter_formula_equals_the_built_block,
 )
 
 

@@ -194,7 +194,7 @@ def test_glow_for_cifar10_with_learned_priors_has_the_usual_44_million_parameter
     comp = Compilation.of(ROOT / "examples" / "glow_cifar10.flow")
     assert comp.diagnostics == []
     fg = comp.flow_graph()
-    counts = parameter_counts(comp, fg)
+    counts = parameter_counts(fg)
     priors = [c for c, n in zip(counts, fg.blocks()) if n.kind == "gaussianize"]
     # a 3×3 convolution C → 2·C' per split (6 → 12, 12 → 24) and 2·48·4·4 at the top
     assert priors == [6 * 12 * 9 + 12, 12 * 24 * 9 + 24, 2 * 48 * 4 * 4]

@@ -97,6 +97,7 @@ def test_a_new_kind_needs_only_regeneration(monkeypatch: pytest.MonkeyPatch) -> 
         lipschitz=_unbounded("sinh grows without bound"),
         inverse_lipschitz=lambda opts, shapes: Bound(1.0),
         features="elementwise",
+        parameters=lambda opts, shapes: 0,
         examples=(Example(((3,),)),),
         math="y = sinh(x); ladj = Σ log cosh(x)",
     )

@@ -87,7 +87,14 @@ CODES: dict[str, Code] = {
         Code(
             "E500",
             "bad-device",
-            "bad device placement, or a module over `max_parameters` or that cannot be allocated",
+            "bad device placement, or a module whose parameters and buffers exceed `max_params` "
+            "or that cannot be allocated",
+        ),
+        Code(
+            "E501",
+            "too-many-parameters",
+            "flow over `max_params` parameters, counted from shapes and options before "
+            "anything is allocated",
         ),
         Code(
             "W100",

@@ -13,7 +13,22 @@ from typing import Any
 
 from flowspec.kinds.base import _R, BlockKind, Example, Opts, _flat_only, _unbounded
 from flowspec.kinds.options import Bool, Choice, Float, Int, Option
+from flowspec.kinds.sizes import made_activations, made_parameters, numel
 from flowspec.kinds.words import ACT, COND, HIDDEN, ORDER
+
+
+def _made_sizes(params):
+    """(parameters, activations) of a MADE-conditioned block giving ``params(opts)``
+    numbers per feature; ``cond`` (flattened) feeds the first layer."""
+
+    def parameters(opts, shapes) -> int:
+        cond = numel(shapes[1]) if len(shapes) > 1 else 0
+        return made_parameters(opts["hidden"], opts["act"], shapes[0][0], cond, params(opts))
+
+    def activations(opts, shapes) -> int:
+        return made_activations(opts["hidden"], shapes[0][0], params(opts))
+
+    return {"parameters": parameters, "activations": activations}
 
 
 def _ar_examples(extra: Mapping[str, Any]) -> tuple[Example, ...]:
@@ -48,6 +63,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         _flat_only("autoregressive.affine"),
         f"{_R}.autoregressive:AutoregressiveAffine",
+        **_made_sizes(lambda opts: 2),  # μ_i, α_i
         inverse=_ar_inverse,
         forward=_ar_forward,
         logdet="analytic",
@@ -77,6 +93,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         _flat_only("autoregressive.spline"),
         f"{_R}.autoregressive:AutoregressiveSpline",
+        **_made_sizes(lambda opts: 3 * opts["bins"] - 1),
         inverse=_ar_inverse,
         forward=_ar_forward,
         logdet="analytic",

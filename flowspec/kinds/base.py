@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowspec.kinds.options import Option, Tensor
+from flowspec.kinds.sizes import no_activations
 
 Shape = tuple[int, ...]
 Opts = Mapping[str, Any]
@@ -105,6 +106,23 @@ class BlockKind:
     #: the Lipschitz bounds as formulas of the options, for the reference (empty: the
     #: reference evaluates ``lipschitz`` and ``inverse_lipschitz`` at the defaults)
     bounds_doc: str = ""
+    #: the learned parameters of the runtime block, from the options and the shapes
+    #: (consumed tensors, then ``cond``) alone, without torch (``flowspec.kinds.sizes``):
+    #: ``flowspec check --max-params`` and ``flowspec summary`` read it.  Required: a kind
+    #: that learns nothing says so with ``parameters=no_parameters``
+    parameters: Callable[[Opts, list[Shape]], int] | None = None
+    #: numbers per sample its forward computes besides its outputs (its nets' layers),
+    #: kept for the backward pass in training: the memory estimate of ``flowspec summary``
+    activations: Callable[[Opts, list[Shape]], int] = no_activations
+
+    def __post_init__(self) -> None:
+        if self.parameters is None:
+            raise TypeError(
+                f"block kind `{self.name}` gives no `parameters=`: every registry entry counts "
+                "its runtime block's learned parameters from options and shapes "
+                "(`parameters=no_parameters` when it learns none; see flowspec/kinds/sizes.py "
+                'and the README\'s "Adding a block kind")'
+            )
 
     def inverse_class(self, opts: Opts) -> str:
         return self.inverse(opts) if callable(self.inverse) else self.inverse

@@ -9,10 +9,10 @@ Papamakarios 2019, arXiv:1906.04032).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from flowspec.kinds import masks
+from flowspec.kinds import masks, sizes
 from flowspec.kinds.base import _R, BlockKind, Example, Opts, Shape, ShapeError, _rank, _unbounded
 from flowspec.kinds.options import Bool, Choice, Float, Int, Option
 from flowspec.kinds.words import COND, MASK, NET, SCALE
@@ -50,6 +50,38 @@ def _coupling_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
     return [shape]
 
 
+def _coupling_net_shapes(opts: Opts, shapes: list[Shape], params: int) -> tuple[Shape, Shape]:
+    """The conditioner's (input, output) shapes, as :class:`flowspec.runtime.coupling.Coupling`
+    builds it: it reads x_a (the whole x·m for checkerboard) and ``cond``, and gives
+    ``params`` numbers per transformed element."""
+    shape = shapes[0]
+    cond = shapes[1] if len(shapes) > 1 else None
+    if opts["mask"].kind == "checkerboard":
+        a_shape = b_shape = shape
+    else:
+        rows_a, rows_b = masks.axis0_split(opts["mask"].kind, opts["flip"], shape[0])
+        a_shape, b_shape = (len(rows_a), *shape[1:]), (len(rows_b), *shape[1:])
+    if opts["net"].kind == "mlp":
+        net_in = (masks.numel(a_shape) + (masks.numel(cond) if cond else 0),)
+        return net_in, (params * masks.numel(b_shape),)
+    net_in = (a_shape[0] + (cond[0] if cond else 0), *a_shape[1:])
+    return net_in, (params * b_shape[0], *b_shape[1:])
+
+
+def _coupling_sizes(params: Callable[[Opts], int]):
+    """(parameters, activations) of a coupling whose net gives ``params(opts)`` numbers
+    per transformed element."""
+
+    def parameters(opts: Opts, shapes: list[Shape]) -> int:
+        return sizes.net_parameters(opts["net"], *_coupling_net_shapes(opts, shapes, params(opts)))
+
+    def activations(opts: Opts, shapes: list[Shape]) -> int:
+        net_in, net_out = _coupling_net_shapes(opts, shapes, params(opts))
+        return sizes.net_activations(opts["net"], net_in, net_out)
+
+    return parameters, activations
+
+
 def _coupling_transformed(opts: Opts, shape: Shape) -> list[int]:
     return masks.transformed_indices(opts["mask"].kind, opts["flip"], shape)
 
@@ -69,8 +101,10 @@ def _coupling_kind(
     runtime: str,
     logdet: str,
     examples: tuple[Example, ...],
+    params: Callable[[Opts], int],
     math: str = "",
 ) -> BlockKind:
+    parameters, activations = _coupling_sizes(params)
     return BlockKind(
         name=name,
         summary=summary,
@@ -93,6 +127,8 @@ def _coupling_kind(
         examples=examples,
         math=math,
         shape_doc=_COUPLING_SHAPE_DOC,
+        parameters=parameters,
+        activations=activations,
     )
 
 
@@ -134,6 +170,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         f"{_R}.coupling:AdditiveCoupling",
         "zero",
         _mask_examples({}),
+        lambda opts: 1,  # t
         math="y_a = x_a, y_b = x_b + t(x_a, cond); ladj = 0; inverse x_b = y_b − t(y_a, cond)",
     ),
     _coupling_kind(
@@ -152,6 +189,7 @@ ENTRIES: tuple[BlockKind, ...] = (
                 {"scale": "exp", "mask": "checkerboard", "net": Choice("conv", {"hidden": 8})},
             ),
         ),
+        lambda opts: 2,  # log s, t
         math="y_a = x_a, y_b = x_b·s + t with (h, t) = net(x_a, cond) and s from h as `scale` "
         "says; ladj = Σ log s; inverse x_b = (y_b − t)/s",
     ),
@@ -163,6 +201,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         f"{_R}.spline:SplineCoupling",
         "analytic",
         _mask_examples({"bins": 5, "bound": 2.0}),
+        lambda opts: 3 * opts["bins"] - 1,  # widths, heights, interior derivatives
         math="y_a = x_a, y_b = RQS(x_b; θ(x_a, cond)), a monotone rational-quadratic spline of "
         "`bins` bins on [−bound, bound], identity outside; ladj = Σ log RQS′(x_b)",
     ),

@@ -23,6 +23,7 @@ from flowspec.kinds.base import (
     _unbounded,
 )
 from flowspec.kinds.options import Choice, Enum, Float, Int, Option
+from flowspec.kinds.sizes import net_parameters, no_parameters, numel
 from flowspec.kinds.words import COND, NETS
 
 #: the nets of ``gaussianize``: the nets of the couplings, except that a ``conv`` may
@@ -72,6 +73,16 @@ def _gaussianize_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
                 "cond",
             )
     return [shapes[0]]
+
+
+def _gaussianize_parameters(opts: Opts, shapes: list[Shape]) -> int:
+    """μ and log σ per feature, or the prior net of cond= giving both."""
+    shape = shapes[0]
+    if opts["cond"] is None or opts["net"] is None:
+        return 2 * numel(shape)
+    net = opts["net"]
+    out = (2 * numel(shape),) if net.kind == "mlp" else (2 * shape[0], *shape[1:])
+    return net_parameters(net, shapes[1], out)
 
 
 def _gaussianize_advice(opts: Opts, given: frozenset[str]) -> list[Problem]:
@@ -135,6 +146,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (),
         _same,
         f"{_R}.elementwise:Affine",
+        parameters=lambda opts, shapes: 2 * numel(shapes[0]),  # s and t per feature
         inverse="analytic",
         logdet="analytic",
         lipschitz=_unbounded("its learned scale has no bound"),
@@ -153,6 +165,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (),
         _same,
         f"{_R}.elementwise:Scale",
+        parameters=lambda opts, shapes: numel(shapes[0]),  # s per feature
         inverse="analytic",
         logdet="analytic",
         lipschitz=_unbounded("its learned scale has no bound"),
@@ -167,6 +180,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (PRIOR_NET, COND),
         _gaussianize_shape,
         f"{_R}.elementwise:Gaussianize",
+        parameters=_gaussianize_parameters,
         inverse="analytic",
         logdet="analytic",
         lipschitz=_unbounded("its learned scale has no bound"),
@@ -193,6 +207,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (Option("slope", Float(), 0.01),),
         _same,
         f"{_R}.elementwise:LeakyReLU",
+        parameters=no_parameters,
         inverse="analytic",
         logdet="analytic",
         lipschitz=lambda opts, shapes: Bound(max(1.0, opts["slope"])),
@@ -214,6 +229,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (Option("alpha", Float(0.0), 0.05),),
         _same,
         f"{_R}.elementwise:Logit",
+        parameters=no_parameters,
         inverse="analytic",
         logdet="analytic",
         lipschitz=_logit_lipschitz,
@@ -231,6 +247,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (),
         _same,
         f"{_R}.elementwise:Sigmoid",
+        parameters=no_parameters,
         inverse="analytic",
         logdet="analytic",
         lipschitz=lambda opts, shapes: Bound(0.25),

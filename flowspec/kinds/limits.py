@@ -6,7 +6,7 @@ never ends (``power_iters=1000000000000``).  Every integer option of the registr
 therefore has an upper bound (``Int(max=...)``, ``IntList(max_len=..., item_max=...)``)
 taken from the constants below, checked statically by ``flowspec check`` as E201
 "too large", and the compiled module as a whole is refused (E500) before anything is
-allocated when it needs more than :data:`MAX_PARAMETERS` numbers.
+allocated when it has more than :data:`MAX_PARAMS` parameters (E501).
 
 The bounds are generous: a large Glow (3×256×256 input, 512 channels, 3×3 kernels,
 32 steps per scale) stays far below every one of them.  This module imports neither
@@ -48,9 +48,13 @@ MAX_ODE_STEPS = 10_000
 #: the smallest ``roulette(p=)``: the series has 1/p terms on average, so a tiny p
 #: is a forward pass that does not end
 MIN_ROULETTE_P = 0.01
-#: numbers (parameters and buffers) ``flowspec.compile`` allocates for one flow by
-#: default: 2**30, 4 GiB in float32; ``compile(max_parameters=...)`` changes it
-MAX_PARAMETERS = 1 << 30
+#: learned parameters of one flow, by default: 2·10⁹, 8 GB in float32.  ``flowspec
+#: check`` counts them from the registry (E501 above it; ``--max-params N``) and
+#: ``flowspec.compile(..., max_params=N)`` also bounds parameters and buffers by it,
+#: counted on the ``meta`` device (E500)
+MAX_PARAMS = 2_000_000_000
+#: the old name of :data:`MAX_PARAMS`
+MAX_PARAMETERS = MAX_PARAMS
 
 
 def _range(lo: int | None, hi: int | None) -> str:
@@ -124,9 +128,14 @@ def limits_table() -> str:
         ("`input`", "features per sample (the product)", _range(1, MAX_FEATURES)),
         *((f"`{o}`", f"`{n}`", a) for o, n, a in bounded_options()),
         (
+            "`check`, `compile`",
+            "parameters of the flow (E501)",
+            f"≤ {MAX_PARAMS:,} (`--max-params`, `max_params=`)",
+        ),
+        (
             "`compile`",
-            "parameters and buffers of the flow",
-            f"≤ {MAX_PARAMETERS:,} (`max_parameters=`)",
+            "parameters and buffers of the flow (E500)",
+            f"≤ {MAX_PARAMS:,} (`max_params=`)",
         ),
     ]
     lines = ["| where | what | accepts |", "|---|---|---|"]

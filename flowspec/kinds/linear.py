@@ -8,6 +8,14 @@ from __future__ import annotations
 from flowspec.kinds.base import _R, BlockKind, Example, _flat_only, _rank, _unbounded
 from flowspec.kinds.options import Bool, Option
 
+
+def _matrix(opts, shapes) -> int:
+    """A d×d matrix on axis 0: with ``lu=true`` a unit lower and an upper triangle
+    (stored as full d×d parameters, masked) and log|s| of the diagonal, 2d² + d."""
+    d = shapes[0][0]
+    return 2 * d * d + d if opts["lu"] else d * d
+
+
 ENTRIES: tuple[BlockKind, ...] = (
     BlockKind(
         "linear",
@@ -16,6 +24,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (Option("lu", Bool(), True),),
         _flat_only("linear"),
         f"{_R}.linear:Linear",
+        parameters=_matrix,
         inverse="analytic",
         logdet="analytic",
         lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
@@ -34,6 +43,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (Option("lu", Bool(), True),),
         lambda opts, shapes: (_rank(shapes[0], 3, "invconv"), [shapes[0]])[1],
         f"{_R}.linear:InvConv",
+        parameters=_matrix,
         inverse="analytic",
         logdet="analytic",
         lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),

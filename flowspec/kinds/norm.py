@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from flowspec.kinds.base import _R, BlockKind, Example, _same, _unbounded
 from flowspec.kinds.options import Float, Option
+from flowspec.kinds.sizes import numel
+
+
+def _per_channel(opts, shapes) -> int:
+    """A scale and a shift per entry of axis 0 (per channel of [C, H, W])."""
+    return 2 * shapes[0][0]
+
 
 ENTRIES: tuple[BlockKind, ...] = (
     BlockKind(
@@ -17,6 +24,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (),
         _same,
         f"{_R}.norm:ActNorm",
+        parameters=_per_channel,
         inverse="analytic",
         logdet="analytic",
         lipschitz=_unbounded("its learned scale has no bound"),
@@ -35,6 +43,8 @@ ENTRIES: tuple[BlockKind, ...] = (
         (Option("momentum", Float(0.0, 1.0), 0.1), Option("eps", Float(0.0, min_open=True), 1e-5)),
         _same,
         f"{_R}.norm:BatchNorm",
+        parameters=_per_channel,
+        activations=lambda opts, shapes: numel(shapes[0]),  # the normalised x
         inverse="analytic",
         logdet="analytic",
         lipschitz=_unbounded("its batch statistics and learned scale have no bound"),

@@ -7,7 +7,17 @@ arXiv:1806.07366): dx/dt = f(x, t), with the log-det the integral of the trace.
 from __future__ import annotations
 
 from flowspec.kinds import limits as L
-from flowspec.kinds.base import _R, BlockKind, Example, Opts, Problem, _residual_shape, _unbounded
+from flowspec.kinds import sizes
+from flowspec.kinds.base import (
+    _R,
+    BlockKind,
+    Example,
+    Opts,
+    Problem,
+    Shape,
+    _residual_shape,
+    _unbounded,
+)
 from flowspec.kinds.options import Bool, Choice, Float, Int, Option
 from flowspec.kinds.words import ADAPTIVE_SOLVERS, ODE_NET, SOLVER, TRACE
 
@@ -34,6 +44,47 @@ def _ode_advice(opts: Opts, given: frozenset[str]) -> list[Problem]:
         )
         for name in sorted(ignored & given)
     ]
+
+
+#: evaluations of f per step of each fixed-step solver (implicit_adams: its usual two)
+_STAGES = {
+    "euler": 1,
+    "midpoint": 2,
+    "heun2": 2,
+    "heun3": 3,
+    "rk4": 4,
+    "explicit_adams": 1,
+    "implicit_adams": 2,
+}
+
+
+def _net_shapes(opts: Opts, shape: Shape) -> tuple[Shape, Shape]:
+    """f's (input, output) shapes: time is one more feature (mlp) or channel."""
+    if opts["net"].kind == "mlp":
+        return (sizes.numel(shape) + 1,), (sizes.numel(shape),)
+    return (shape[0] + 1, *shape[1:]), shape
+
+
+def _ode_parameters(opts: Opts, shapes: list[Shape]) -> int:
+    return sizes.net_parameters(opts["net"], *_net_shapes(opts, shapes[0]))
+
+
+def _ode_activations(opts: Opts, shapes: list[Shape]) -> int:
+    """f's layers per evaluation kept for the backward pass: one evaluation with the
+    adjoint method (the backward pass integrates again); without it, every evaluation of
+    a fixed-step solver (steps × stages), and for an adaptive solver one step's — a lower
+    bound, since the number of steps depends on the data."""
+    per_eval = sizes.net_activations(opts["net"], *_net_shapes(opts, shapes[0]))
+    solver = opts["solver"].kind
+    if opts["adjoint"]:
+        evals = 1
+    elif solver in _STAGES:
+        evals = opts["steps"] * _STAGES[solver]
+    else:
+        evals = {"dopri5": 6, "dopri8": 13, "bosh3": 3, "fehlberg2": 3}.get(solver, 2)
+    trace = opts["trace"]
+    probes = trace["samples"] if trace.kind == "hutchinson" else sizes.numel(shapes[0])
+    return per_eval * evals * (1 + probes)
 
 
 ENTRIES: tuple[BlockKind, ...] = (
@@ -71,6 +122,8 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         _residual_shape,
         f"{_R}.ode:ODE",
+        parameters=_ode_parameters,
+        activations=_ode_activations,
         inverse="integrated",
         logdet=lambda opts: "exact" if opts["trace"].kind == "exact" else "stochastic",
         lipschitz=_unbounded("the dynamics net is not Lipschitz-constrained"),

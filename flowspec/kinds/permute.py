@@ -12,6 +12,7 @@ from flowspec.kinds import limits as L
 from flowspec.kinds import masks
 from flowspec.kinds.base import _R, ISOMETRY, BlockKind, Example, Opts, Shape, ShapeError, _same
 from flowspec.kinds.options import IntList, Option
+from flowspec.kinds.sizes import no_parameters
 from flowspec.kinds.words import SEED
 
 
@@ -37,6 +38,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (),
         _same,
         f"{_R}.permute:Reverse",
+        parameters=no_parameters,
         lipschitz=ISOMETRY[0],
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",
@@ -53,6 +55,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (Option("seed", SEED, 0),),
         _same,
         f"{_R}.permute:Shuffle",
+        parameters=no_parameters,
         lipschitz=ISOMETRY[0],
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",
@@ -76,6 +79,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         _permute_shape,
         f"{_R}.permute:Permute",
+        parameters=no_parameters,
         lipschitz=ISOMETRY[0],
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",

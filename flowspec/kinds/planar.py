@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flowspec.kinds.base import _R, BlockKind, Example, _same, _unbounded
 from flowspec.kinds.options import Enum, Option
+from flowspec.kinds.sizes import numel
 
 ENTRIES: tuple[BlockKind, ...] = (
     BlockKind(
@@ -16,6 +17,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (Option("act", Enum({"tanh": (), "leaky_relu": ()}, what="activation"), "tanh"),),
         _same,
         f"{_R}.planar:Planar",
+        parameters=lambda opts, shapes: 2 * numel(shapes[0]) + 1,  # w, u, b
         inverse="iterative",
         logdet="analytic",
         lipschitz=_unbounded("its learned vectors u and w have no bound"),
@@ -37,6 +39,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (),
         _same,
         f"{_R}.planar:Radial",
+        parameters=lambda opts, shapes: numel(shapes[0]) + 2,  # x₀, α, β
         inverse="analytic",
         logdet="analytic",
         lipschitz=_unbounded("its learned β has no bound"),

@@ -14,6 +14,7 @@ from flowspec.kinds import limits as L
 from flowspec.kinds import masks
 from flowspec.kinds.base import _R, ISOMETRY, BlockKind, Example, Opts, Shape, ShapeError, _rank
 from flowspec.kinds.options import Int, IntList, Option
+from flowspec.kinds.sizes import no_parameters
 
 
 def _axis(opts: Opts, shape: Shape) -> int:
@@ -207,6 +208,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         _split_shape,
         f"{_R}.reshape:Split",
+        parameters=no_parameters,
         outputs=lambda opts: len(opts["sizes"]) if opts.get("sizes") else 2,
         lipschitz=ISOMETRY[0],
         inverse_lipschitz=ISOMETRY[1],
@@ -234,6 +236,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (Option("dim", Int(), 0),),
         _concat_shape,
         f"{_R}.reshape:Concat",
+        parameters=no_parameters,
         inputs=None,
         lipschitz=ISOMETRY[0],
         inverse_lipschitz=ISOMETRY[1],
@@ -252,6 +255,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (Option("factor", Int(min=1, max=L.MAX_FACTOR), 2),),
         _squeeze_shape,
         f"{_R}.reshape:Squeeze",
+        parameters=no_parameters,
         lipschitz=ISOMETRY[0],
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",
@@ -270,6 +274,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (Option("factor", Int(min=1, max=L.MAX_FACTOR), 2),),
         _unsqueeze_shape,
         f"{_R}.reshape:Unsqueeze",
+        parameters=no_parameters,
         lipschitz=ISOMETRY[0],
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",
@@ -288,6 +293,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         (),
         lambda opts, shapes: [(masks.numel(shapes[0]),)],
         f"{_R}.reshape:Flatten",
+        parameters=no_parameters,
         lipschitz=ISOMETRY[0],
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",
@@ -310,6 +316,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         _reshape_shape,
         f"{_R}.reshape:Reshape",
+        parameters=no_parameters,
         lipschitz=ISOMETRY[0],
         inverse_lipschitz=ISOMETRY[1],
         features="permutation",

@@ -7,7 +7,10 @@ Behrmann et al. 2019, Invertible Residual Networks, arXiv:1811.00995; Chen et al
 
 from __future__ import annotations
 
+import math
+
 from flowspec.kinds import limits as L
+from flowspec.kinds import sizes
 from flowspec.kinds.base import (
     _R,
     BlockKind,
@@ -79,6 +82,28 @@ def _residual_advice(opts: Opts, given: frozenset[str]) -> list[Problem]:
     ]
 
 
+def _residual_parameters(opts: Opts, shapes: list[Shape]) -> int:
+    return sizes.lipschitz_net_parameters(opts["net"], shapes[0])
+
+
+def _residual_activations(opts: Opts, shapes: list[Shape]) -> int:
+    """g's layers once for y, and once more per term of the log-det estimate (its
+    vector-Jacobian products keep their graphs in training): ``series(terms)`` terms,
+    ``roulette(p)`` 1/p on average, ``exact`` d (one per Jacobian row); each Hutchinson
+    probe is another copy."""
+    g = sizes.lipschitz_net_activations(opts["net"], shapes[0])
+    logdet = opts["logdet"]
+    if logdet.kind == "exact":
+        terms = sizes.numel(shapes[0])
+    elif logdet.kind == "series":
+        terms = logdet["terms"]
+    else:
+        terms = math.ceil(1 / logdet["p"])
+    trace = opts["trace"]
+    probes = trace["samples"] if trace.kind == "hutchinson" and logdet.kind != "exact" else 1
+    return g * (1 + terms * probes)
+
+
 def _residual_logdet(opts: Opts) -> str:
     return "exact-bruteforce" if opts["logdet"].kind == "exact" else "stochastic"
 
@@ -119,6 +144,8 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         _residual_shape,
         f"{_R}.residual:Residual",
+        parameters=_residual_parameters,
+        activations=_residual_activations,
         inverse="iterative",
         logdet=_residual_logdet,
         lipschitz=_residual_lipschitz,

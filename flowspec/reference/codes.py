@@ -126,10 +126,19 @@ EXPLANATIONS: dict[str, Explanation] = {
     ),
     "E500": Explanation(
         "An `on DEVICE` that names no device, or, at `compile` time, a device the machine "
-        "does not have, a module over `max_parameters` numbers, or one that cannot be "
-        "allocated.",
+        "does not have, a module whose parameters and buffers (counted on PyTorch's `meta` "
+        "device) exceed `max_params`, or one that cannot be allocated.",
         "flow f {\n    input x: [4]\n    on gpu {\n        x = linear(x)\n    }\n"
         "    output x\n}\n",
+    ),
+    "E501": Explanation(
+        "The flow has more learned parameters than `max_params` (default 2,000,000,000; "
+        "`flowspec check --max-params N`, `flowspec.compile(..., max_params=N)`, 0: no "
+        "limit). Every block kind counts its parameters from its options and shapes, so this "
+        "is known before anything is built or allocated; the error points at the statement "
+        "contributing most (a `repeat`'s iterations add up) and labels the next largest. "
+        "`flowspec summary` prints the count of a flow of any size.",
+        "flow f {\n    input x: [1000000]\n    x = linear(x)\n    output x\n}\n",
     ),
     "W100": Explanation(
         "Some features are never changed by a block with a learned, non-volume-preserving "

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.core.spans import Source
+from flowspec.kinds.limits import MAX_PARAMS
 
 #: the default largest spec, in bytes of UTF-8 text (1 MiB)
 MAX_BYTES = 1 << 20
@@ -29,15 +30,25 @@ MAX_STATEMENTS = 20_000
 
 @dataclass(frozen=True)
 class Limits:
-    """The limits a spec is checked against; ``None`` (or 0) means no limit."""
+    """The limits a spec is checked against; ``None`` (or 0) means no limit.
+
+    ``max_params`` is not a front-end limit: the checker applies it after the shapes
+    are known (E501, :mod:`flowspec.checks.resources`); it travels here so that every
+    path through the driver carries it."""
 
     max_bytes: int | None = MAX_BYTES
     max_statements: int | None = MAX_STATEMENTS
+    max_params: int | None = MAX_PARAMS
 
     @classmethod
-    def of(cls, max_bytes: int | None = MAX_BYTES, max_statements: int | None = MAX_STATEMENTS):
+    def of(
+        cls,
+        max_bytes: int | None = MAX_BYTES,
+        max_statements: int | None = MAX_STATEMENTS,
+        max_params: int | None = MAX_PARAMS,
+    ):
         """Limits from user-facing values, where 0 (or None) turns a limit off."""
-        return cls(max_bytes or None, max_statements or None)
+        return cls(max_bytes or None, max_statements or None, max_params or None)
 
 
 DEFAULT_LIMITS = Limits()
