@@ -7,7 +7,8 @@
     flowspec graph SPEC -o FILE.dot|.svg|.png [--flow NAME] [--expand|--collapse]
     flowspec fmt FILE... [--check]
     flowspec convert FILE --to yaml|flow [-o OUT]
-    flowspec verify FILE... [--dtype float64] [--samples N] [--seed S] [--format text|json|junit]
+    flowspec verify FILE... [--dtype float64] [--samples N] [--seed S] [--weights CKPT]
+                    [--format text|json|junit]
     flowspec kinds                       every block kind, one line each
     flowspec explain KIND|CODE|WORD      the reference entry of a block kind, code or option word
 
@@ -401,6 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=200, metavar="N", help="estimates per estimator")
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument("--flow", help="verify only this flow of each spec")
+    p.add_argument(
+        "--weights",
+        metavar="CKPT",
+        help="verify the trained weights of a checkpoint of this spec (no perturbation)",
+    )
     p.add_argument("--format", choices=("text", "json", "junit"), default="text")
     p.set_defaults(run=cmd_verify)
 

@@ -233,3 +233,25 @@ def test_large_inputs_are_sub_sampled() -> None:
     assert all(r.get("ladj").skipped for r in report.rows)
     lip = report.rows[2].get("lipschitz")
     assert report.rows[2].kind == "reverse" and abs(lip.measured - 1.0) < 1e-6
+
+
+def test_cli_verifies_the_trained_weights_of_a_checkpoint(tmp_path: Path, run_cli) -> None:
+    import torch
+
+    spec = _spec("realnvp")
+    flow = flowspec.compile(spec)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    for _ in range(5):
+        loss = -flow.log_prob(torch.randn(64, 2) * torch.tensor([1.0, 2.0])).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    ckpt = tmp_path / "trained.ckpt"
+    flowspec.save(flow, ckpt)
+    ok = run_cli("verify", str(spec), "--weights", str(ckpt))
+    assert ok.status == 0, ok.stdout + ok.stderr
+    assert "1 of 1 flow(s) verified" in ok.stdout
+    other = run_cli("verify", str(_spec("maf")), "--weights", str(ckpt))
+    assert other.status == 1 and "saved from a different spec" in other.stdout
+    two = run_cli("verify", str(spec), str(_spec("maf")), "--weights", str(ckpt))
+    assert two.status == 2 and "exactly one FILE" in two.stderr

@@ -26,6 +26,9 @@ def run(args: argparse.Namespace, files: list[str], read) -> int:
     from flowspec.verify.run import verify
 
     dtype = getattr(torch, args.dtype)
+    weights = getattr(args, "weights", None)
+    if weights is not None and len(files) != 1:
+        raise ValueError("--weights verifies one spec: name exactly one FILE")
     reports, errors = [], {}
     for path in files:
         comp = read(path)
@@ -35,18 +38,26 @@ def run(args: argparse.Namespace, files: list[str], read) -> int:
         names = [args.flow] if args.flow else comp.flow_names()
         for name in names:
             try:
+                if weights is not None:  # the trained module as it is, no perturbation
+                    from flowspec.checkpoint import load_compiled
+
+                    target: object = load_compiled(weights, comp)
+                    where = {"spec": path}
+                else:
+                    target, where = path, {"flow": name}
                 reports.append(
                     verify(
-                        path,
-                        flow=name,
+                        target,
+                        **where,
                         dtype=dtype,
                         samples=args.samples,
                         seed=args.seed,
                         draws=args.draws,
                     )
                 )
-            except SpecError as e:  # E500: the module could not be built
-                errors[path] = render_text(e.diagnostics, e.sources)
+            except SpecError as e:  # E500, or a checkpoint of another spec / unreadable
+                text = render_text(e.diagnostics, e.sources) if e.diagnostics else ""
+                errors[path] = text or f"error: {e}\n"
             if args.format == "text" and reports:
                 sys.stdout.write(str(reports[-1]))
     if args.format == "text":
