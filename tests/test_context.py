@@ -139,3 +139,15 @@ def test_a_conditional_fit_beats_the_unconditional_one(path) -> None:
     # the true conditional entropy is 2·½log(2πe·0.04) ≈ −0.38 nats; the marginal's
     # is far higher: knowing y is worth about two nats here (1.0 asserted)
     assert nll_c < nll_u - 1.0, (nll_c, nll_u)
+
+
+def test_a_context_is_validated_like_data() -> None:
+    flow = perturbed(MAF)
+    x = torch.randn(3, 2, dtype=F64)
+    bad = torch.tensor([[0.1], [float("nan")], [0.3]], dtype=F64)
+    with pytest.raises(ValueError, match=r"the context holds 1 non-finite value \(NaN\)"):
+        flow.log_prob(x, context=bad)
+    with pytest.raises(ValueError, match=r"got a torch.float32 context"):
+        flow(x, context=torch.zeros(3, 1))
+    flow.validate = False
+    assert flow.log_prob(x, context=bad).isnan().any()

@@ -207,7 +207,10 @@ class Flow(nn.Module):
         if self.CONTEXT_SHAPE is None:
             self._context(context, 0)  # a context given to a flow without one: TypeError
             return ()
-        return (self._context(context, _batch_size(value)),)
+        ctx = self._context(context, _batch_size(value))
+        if self.__dict__.get("_validate", True):
+            _validate.check_context(self, ctx)
+        return (ctx,)
 
     def _context(self, context: Any, n: int) -> Tensor | None:
         """The context for a batch of ``n``: checked against ``context_shape``, and an

@@ -206,6 +206,17 @@ def check_data(flow: Any, x: Any) -> None:
     _finite(flow, "input", (x,))
 
 
+def check_context(flow: Any, context: Tensor) -> None:
+    """A ``context=`` tensor (shape already checked): the parameters' dtype, finite."""
+    want = flow._probe.dtype
+    if context.dtype != want:
+        raise ValueError(
+            f"flow `{flow.FLOW_NAME}` has {want} parameters, got a {context.dtype} context; "
+            f"convert it with .to({want})"
+        )
+    _finite(flow, "context", (context,))
+
+
 def check_log_prob(flow: Any, x: Any) -> None:
     """``log_prob``'s data: the shape first, then integers for a ``dequantize`` flow (the
     dequantised values ``forward`` is given are floats in [0, 1)), else as ``forward``."""
