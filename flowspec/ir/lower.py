@@ -301,16 +301,7 @@ class _Lowerer(BlockExpansion):
         if in_block or fg.input is not None:
             self.error("E204", "a flow has exactly one `input`, as its first statement", stmt.span)
             return
-        dims = self.shape(stmt, scope, "input")
-        # bind the input even when its shape is bad, so its uses are not unknown tensors
-        node = self.new_node(fg, Node(self.fresh("in"), INPUT, stmt.span, stmt.span))
-        tid = self.bind(fg, scope, stmt.name, node.id)
-        node.outputs = (tid,)
-        fg.input = tid
-        if dims is not None:
-            node.out_shapes = [dims]
-            fg.input_shape = dims
-            fg.tensors[tid].shape = dims
+        fg.input, fg.input_shape = self.source_tensor(fg, stmt, scope, INPUT)
 
     def lower_context(
         self, fg: FlowGraph, stmt: ast.ContextStmt, scope: _Scope, in_block: bool
@@ -337,15 +328,22 @@ class _Lowerer(BlockExpansion):
                 hint="give the context a name of its own, such as `y`",
             )
             return
-        dims = self.shape(stmt, scope, "context")
-        node = self.new_node(fg, Node(self.fresh("ctx"), CONTEXT, stmt.span, stmt.span))
+        fg.context, fg.context_shape = self.source_tensor(fg, stmt, scope, CONTEXT)
+
+    def source_tensor(
+        self, fg: FlowGraph, stmt: ast.InputStmt | ast.ContextStmt, scope: _Scope, kind: str
+    ) -> tuple[str, tuple[int, ...] | None]:
+        """The node of an ``input`` or ``context`` and the tensor it binds, with its
+        shape (None, reported, when the shape is bad: the tensor is bound anyway, so its
+        uses are not unknown tensors)."""
+        dims = self.shape(stmt, scope, kind)
+        node = self.new_node(fg, Node(self.fresh(kind), kind, stmt.span, stmt.span))
         tid = self.bind(fg, scope, stmt.name, node.id)
         node.outputs = (tid,)
-        fg.context = tid
         if dims is not None:
             node.out_shapes = [dims]
-            fg.context_shape = dims
             fg.tensors[tid].shape = dims
+        return tid, dims
 
     def lower_direction(self, fg: FlowGraph, stmt: ast.DirectionStmt) -> None:
         word = stmt.word.id
