@@ -301,7 +301,7 @@ class Flow(nn.Module):
     def sample(self, n: int, context: Tensor | None = None) -> Tensor:
         """``n`` samples of shape ``[n, *input_shape]`` (integers with ``dequantize``);
         with a context, one context per sample (``[n, *context_shape]``) or one for all."""
-        x = self.inverse_transform(self.sample_latent(_count(n)), context=context)
+        x = self.inverse_transform(self.sample_latent(_count(self, n)), context=context)
         if self.DEQUANTIZE is not None:
             x = self.quantize(x)
         return x
@@ -310,7 +310,7 @@ class Flow(nn.Module):
         """``n`` reparameterised samples x = F⁻¹(z), z ~ q: gradients flow from x to the
         parameters (and to the context), as variational inference needs."""
         self._continuous("rsample")
-        return self.inverse_transform(self.sample_latent(_count(n)), context=context)
+        return self.inverse_transform(self.sample_latent(_count(self, n)), context=context)
 
     def sample_and_log_prob(self, n: int, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``n`` reparameterised samples and their log-density in one pass through
@@ -318,7 +318,7 @@ class Flow(nn.Module):
         spec this runs the blocks as written (no iterative inverse for planar, radial
         or IAF blocks); the reverse KL E_q[log q(x) − log p*(x)] is then a mean."""
         self._continuous("sample_and_log_prob")
-        z = self.sample_latent(_count(n))
+        z = self.sample_latent(_count(self, n))
         x, ladj_inv = self.inverse(z, context=context)
         return x, self.base_log_prob(z) - ladj_inv
 
@@ -337,17 +337,11 @@ def _batch(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(("B", *map(str, shape))) + "]"
 
 
-def _count(n: Any) -> int:
-    """A number of samples: a non-negative int (not a bool, not a float)."""
-    if isinstance(n, bool) or (isinstance(n, Tensor) and n.dim() != 0):
-        raise TypeError(f"the number of samples must be an int, got {n!r}")
-    try:
-        count = operator.index(n)  # int, numpy and 0-d torch integers
-    except TypeError:
-        raise TypeError(f"the number of samples must be an int, got {n!r}") from None
-    if count < 0:
-        raise ValueError(f"the number of samples must be ≥ 0, got {count}")
-    return count
+def _count(flow: Flow, n: Any) -> int:
+    """A number of samples as an int (numpy and 0-d torch integers too), checked by
+    :func:`flowspec.runtime.validate.check_count` whether or not validation is on."""
+    _validate.check_count(flow, n)
+    return operator.index(n)
 
 
 def _batch_size(value: Any) -> int:
