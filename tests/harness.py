@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from flowspec.kinds import KINDS, BlockKind, Example
-from flowspec.kinds.options import Word, resolve_options
+from flowspec.kinds.options import Word, resolved
 from flowspec.runtime.base import Bijection, load_runtime
 
 # the brute-force helpers live in flowspec.verify (``flowspec verify`` uses them too)
@@ -60,12 +60,10 @@ def resolve_example(kind: BlockKind, example: Example) -> dict[str, Any]:
     """The options the code generator would pass: every option resolved, defaults
     filled, tensor options (``cond``) given as the example's conditioning shape."""
     tensor_options = kind.tensor_options
-    given = tuple(
-        (key, _wrap(value), None)
-        for key, value in example.options.items()
-        if key not in tensor_options
-    )
-    opts = resolve_options(kind.options, given, f"`{kind.name}`")
+    given = {
+        key: _wrap(value) for key, value in example.options.items() if key not in tensor_options
+    }
+    opts = resolved(kind.options, given, f"`{kind.name}`")
     for name in tensor_options:
         opts[name] = tuple(example.cond) if name == "cond" and example.cond else None
     return opts

@@ -16,97 +16,41 @@ from __future__ import annotations
 from typing import Any
 
 from flowspec.core.diagnostics import Diagnostic
-from flowspec.core.names import close_matches, did_you_mean
+from flowspec.core.names import did_you_mean
 from flowspec.core.spans import Span
 from flowspec.ir.graph import FlowGraph, Node
 from flowspec.kinds import DEQUANTIZERS, LATENTS, REGISTRY
-from flowspec.kinds.options import OptionError, Raw, Word, describe
+from flowspec.kinds.options import Given, OptionError, Raw, Word, describe, resolve_options
 from flowspec.kinds.words import REQUIREMENTS
 
 
-def _option_error(e: OptionError, span: Span, key_span: Span | None = None) -> Diagnostic:
-    hint = e.hint
-    target = getattr(e, "span", None) or span
-    if e.candidates:
-        name = e.message.split("`")[-2] if "`" in e.message else ""
-        hint = did_you_mean(name, e.candidates) or hint
-        if hint is None:
-            hint = "expected one of " + ", ".join(f"`{c}`" for c in e.candidates)
-    if getattr(e, "key_only", False) and key_span is not None and target is span:
-        target = key_span
-    return Diagnostic(e.code, e.message, target, hint=hint)
-
-
-def _options_hint(kind: str, options: dict) -> str:
-    """The options a kind has, or that it has none (never an empty list)."""
-    if not options:
-        return f"`{kind}` takes no options"
-    return "options: " + ", ".join(f"`{o}`" for o in options)
+def _diagnostic(e: OptionError, span: Span) -> Diagnostic:
+    """An option problem as a diagnostic, at ``span`` when the resolver knew no better."""
+    return Diagnostic(e.code, e.message, e.span or span, hint=e.hint)
 
 
 def resolve_node(node: Node) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
     """Resolve a block node's options; returns (options or None, diagnostics)."""
     spec = REGISTRY[node.kind]
-    by_name = {o.name: o for o in spec.options}
-    out: dict[str, Any] = {}
-    diags: list[Diagnostic] = []
-    seen: dict[str, Span] = {}
-    #: options an unknown option looks like a misspelling of: the E200 "did you mean"
-    #: says it, so a missing one of them is not reported a second time
-    misspelt: set[str] = set()
-    for arg in node.args:
-        if arg.key in seen:
-            diags.append(Diagnostic("E201", f"option `{arg.key}` given twice", arg.span))
-            continue
-        seen[arg.key] = arg.span
-        option = by_name.get(arg.key)
-        if option is None:
-            misspelt.update(close_matches(arg.key, by_name))
-            diags.append(
-                Diagnostic(
-                    "E200",
-                    f"`{node.kind}` has no option `{arg.key}`",
-                    arg.key_span,
-                    hint=did_you_mean(arg.key, by_name) or _options_hint(node.kind, by_name),
-                )
-            )
-            continue
-        try:
-            out[arg.key] = option.type.resolve(arg.value)
-        except OptionError as e:
-            if e.code == "E201" and getattr(e, "span", None) is None:
-                e.message = f"`{arg.key}` {e.message}"
-            diags.append(_option_error(e, arg.value_span))
-    for option in spec.options:
-        if option.name in out or option.name in seen or option.name in misspelt:
-            continue
-        if option.required:
-            diags.append(_missing(node, option))
-            continue
-        default = option.default
-        try:
-            if default is not None:
-                default = option.type.resolve(
-                    Word(default) if isinstance(default, str) else default
-                )
-        except OptionError:  # a registry default that does not resolve is our bug
-            raise
-        out[option.name] = default
-    for name in () if diags else spec.needs(out):
-        if out.get(name) is None and name not in seen and name not in misspelt:
-            diags.append(_missing(node, by_name[name]))
+    given = [Given(a.key, a.value, a.span, a.key_span, a.value_span) for a in node.args]
+    found = resolve_options(spec.options, given, f"`{node.kind}`")
+    diags = [_diagnostic(e, node.span) for e in found.problems]
     if diags:
         return None, diags
-    return out, diags
-
-
-def _missing(node: Node, option) -> Diagnostic:
-    return Diagnostic(
-        "E201",
-        f"`{node.kind}` is missing option `{option.name}`",
-        node.span,
-        hint=option.hint or f"add `{option.name}=...`",
-    )
+    by_name = {o.name: o for o in spec.options}
+    written = {a.key for a in node.args}
+    for name in spec.needs(found.options):
+        if found.options.get(name) is None and name not in written:
+            option = by_name[name]
+            diags.append(
+                Diagnostic(
+                    "E201",
+                    f"`{node.kind}` is missing option `{option.name}`",
+                    node.span,
+                    hint=option.hint or f"add `{option.name}=...`",
+                )
+            )
+    return (None if diags else found.options), diags
 
 
 def _resolve_flow_value(table, value: Any, span: Span, what: str) -> tuple[Any, list]:
@@ -117,7 +61,7 @@ def _resolve_flow_value(table, value: Any, span: Span, what: str) -> tuple[Any, 
             e.message = (
                 f"{what} expects a word such as `{next(iter(table.words))}`, got {describe(value)}"
             )
-        return None, [_option_error(e, span)]
+        return None, [_diagnostic(e, span)]
 
 
 def check_arguments(fg: FlowGraph) -> list[Diagnostic]:

@@ -53,7 +53,7 @@ class BlockExpansion:
         tensor_params = [p for p in block.params if p.default is None]
         option_params = [p.name.id for p in block.params if p.default is not None]
         positional = [a for a in call.args if a.key is None]
-        keywords = [a for a in call.args if a.key is not None]
+        keywords = [(a.key, a) for a in call.args if a.key is not None]
         if len(positional) != len(tensor_params):
             self.error(
                 "E201",
@@ -65,22 +65,22 @@ class BlockExpansion:
             return
         consts = self.defaults(block)
         given: set[str] = set()
-        for a in keywords:
-            if a.key.id in given:
-                self.error("E201", f"option `{a.key.id}` given twice", a.span)
+        for key, a in keywords:
+            if key.id in given:
+                self.error("E201", f"option `{key.id}` given twice", a.span)
                 continue
-            given.add(a.key.id)
-            if a.key.id not in option_params:
+            given.add(key.id)
+            if key.id not in option_params:
                 self.error(
                     "E200",
-                    f"block `{block.name.id}` has no option `{a.key.id}`",
-                    a.key.span,
-                    hint=did_you_mean(a.key.id, option_params),
+                    f"block `{block.name.id}` has no option `{key.id}`",
+                    key.span,
+                    hint=did_you_mean(key.id, option_params),
                 )
                 continue
             ok, v = self.try_evaluate(a.value, scope)
             if ok:
-                consts[a.key.id] = v
+                consts[key.id] = v
         # the block's own scope: its tensor parameters bound to the caller's tensors
         inner = _Scope(
             {},
@@ -93,7 +93,7 @@ class BlockExpansion:
                 self.consume(fg, scope, arg.value, "<unused>")  # reports the error
                 return
             inner.tensors[param.name.id] = scope.tensors[arg.value.name]
-        written = tuple((a.key.id, consts[a.key.id]) for a in keywords if a.key.id in consts)
+        written = tuple((key.id, consts[key.id]) for key, _ in keywords if key.id in consts)
         self.origin.append(Frame("block", call.span, name=block.name.id, args=written))
         try:
             returned = self.block_body(fg, block, inner)

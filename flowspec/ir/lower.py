@@ -192,7 +192,7 @@ class _Lowerer(BlockExpansion):
             self.lower_body(fg, body, scope, in_block=False)
         except _Abort:
             return None
-        if fg.direction == "generative" and len(fg.outputs) > 1:
+        if fg.direction == "generative" and len(fg.outputs) > 1 and fg.direction_span:
             self.error(
                 "E204",
                 f"a generative flow maps its latent to one data tensor, but `output` lists "
@@ -364,7 +364,7 @@ class _Lowerer(BlockExpansion):
         self, stmt: ast.InputStmt | ast.ContextStmt, scope: _Scope, what: str
     ) -> tuple[int, ...] | None:
         """The dimensions of an ``input`` or ``context`` shape, or None (reported)."""
-        dims: list[int] | None = []
+        dims: list[int] = []
         for d in stmt.shape:
             ok, v = self.try_evaluate(d, scope, numeric=True)
             if not ok:

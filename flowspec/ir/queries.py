@@ -21,7 +21,7 @@ def inverse_dependencies(fg: FlowGraph) -> nx.DiGraph:
     import networkx as nx
 
     deps = nx.DiGraph()
-    consumer = {}
+    consumer: dict[str, str] = {}
     for node in fg.nodes():
         deps.add_node(node.id)
         for tid in node.inputs:

@@ -56,11 +56,14 @@ def _coupling_net_shapes(opts: Opts, shapes: list[Shape], params: int) -> tuple[
     ``params`` numbers per transformed element."""
     shape = shapes[0]
     cond = shapes[1] if len(shapes) > 1 else None
+    a_shape: Shape
+    b_shape: Shape
     if opts["mask"].kind == "checkerboard":
         a_shape = b_shape = shape
     else:
         rows_a, rows_b = masks.axis0_split(opts["mask"].kind, opts["flip"], shape[0])
         a_shape, b_shape = (len(rows_a), *shape[1:]), (len(rows_b), *shape[1:])
+    net_in: Shape
     if opts["net"].kind == "mlp":
         net_in = (masks.numel(a_shape) + (masks.numel(cond) if cond else 0),)
         return net_in, (params * masks.numel(b_shape),)

@@ -9,6 +9,16 @@ from flowspec.kinds.base import _R, BlockKind, Example, _flat_only, _rank, _unbo
 from flowspec.kinds.options import Bool, Option
 
 
+def _image_shape_kept(what: str):
+    """The shape rule of a block on one ``[C, H, W]`` tensor that keeps its shape."""
+
+    def rule(opts, shapes):
+        _rank(shapes[0], 3, what)
+        return [shapes[0]]
+
+    return rule
+
+
 def _matrix(opts, shapes) -> int:
     """A d×d matrix on axis 0: with ``lu=true`` a unit lower and an upper triangle
     (stored as full d×d parameters, masked) and log|s| of the diagonal, 2d² + d."""
@@ -41,7 +51,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         "Glow's invertible 1×1 convolution over channels",
         "Kingma, Dhariwal 2018, Glow, arXiv:1807.03039",
         (Option("lu", Bool(), True),),
-        lambda opts, shapes: (_rank(shapes[0], 3, "invconv"), [shapes[0]])[1],
+        _image_shape_kept("invconv"),
         f"{_R}.linear:InvConv",
         parameters=_matrix,
         inverse="analytic",

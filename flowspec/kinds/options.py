@@ -8,26 +8,52 @@ Python (no torch), so ``flowspec check`` stays fast.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowspec.core.names import close_matches, did_you_mean
+
 
 class OptionError(Exception):
-    """A value an option does not accept.  ``code`` is E200 (unknown word) or E201."""
+    """A value an option does not accept.  ``code`` is E200 (unknown word) or E201.
+
+    ``span`` is where the problem is, when the resolver knows it (an option of a net
+    written in the spec); ``None`` lets the caller point at the value it passed.
+    ``key_only``: the problem is the option's name, so the caller underlines the key.
+    """
 
     def __init__(
         self,
         message: str,
         code: str = "E201",
         hint: str | None = None,
-        candidates: tuple[str, ...] = (),
+        *,
+        span: Any = None,
+        key_only: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.hint = hint
-        self.candidates = candidates
+        self.span = span
+        self.key_only = key_only
+
+
+def one_of(word: str, candidates: Iterable[str], what: str = "expected one of") -> str:
+    """The hint for an unknown ``word``: "did you mean …", else the candidates."""
+    candidates = tuple(candidates)
+    return did_you_mean(str(word), candidates) or f"{what} " + ", ".join(
+        f"`{c}`" for c in candidates
+    )
+
+
+def options_hint(owner: str, names: Iterable[str]) -> str:
+    """The options ``owner`` has, or that it has none (never an empty list)."""
+    names = tuple(names)
+    if not names:
+        return f"{owner} takes no options"
+    return "options: " + ", ".join(f"`{o}`" for o in names)
 
 
 @dataclass(frozen=True)
@@ -46,6 +72,8 @@ class Choice:
     """
 
     __slots__ = ("kind", "options")
+    kind: str
+    options: dict[str, Any]
 
     def __init__(self, kind: str, options: Mapping[str, Any] | None = None, **kw: Any):
         object.__setattr__(self, "kind", kind)
@@ -306,6 +334,7 @@ class Enum(OptionType):
         if isinstance(value, Choice):
             # a Choice given directly (examples, the YAML front end): resolve its options
             value = Raw(value.kind, tuple((k, v, None) for k, v in value.options.items()))
+        given: tuple[tuple[str, Any, Any], ...]
         if isinstance(value, Word):
             kind, given = value.name, ()
         elif isinstance(value, Raw):
@@ -316,53 +345,102 @@ class Enum(OptionType):
             raise self.wrong(value)
         if kind not in self.words:
             raise OptionError(
-                f"unknown {self.what} `{kind}`", code="E200", candidates=tuple(self.words)
+                f"unknown {self.what} `{kind}`", code="E200", hint=one_of(kind, self.words)
             )
-        opts = resolve_options(self.words[kind], given, f"`{kind}`")
-        return Choice(kind, opts)
+        found = resolve_options(
+            self.words[kind], [Given(k, v, span) for k, v, span in given], f"`{kind}`"
+        )
+        if found.problems:  # a nested value reports its first problem
+            raise found.problems[0]
+        return Choice(kind, found.options)
 
 
-def resolve_options(
-    table: tuple[Option, ...], given: tuple[tuple[str, Any, Any], ...], owner: str
-) -> dict[str, Any]:
-    """Resolve ``(key, value, span)`` triples against an option table, filling defaults.
+@dataclass(frozen=True)
+class Given:
+    """An option as written: ``key=value``, with the spans a message points at (``None``
+    where the value did not come from a spec: registry examples, a ``Choice`` in code)."""
 
-    Raises :class:`OptionError` for the first problem, with ``.span`` set when known.
+    key: str
+    value: Any
+    span: Any = None  # the whole ``key=value``
+    key_span: Any = None
+    value_span: Any = None
+
+
+@dataclass
+class Resolution:
+    """What :func:`resolve_options` found: the options with defaults filled in, and
+    every problem (an :class:`OptionError` each, in the order written)."""
+
+    options: dict[str, Any]
+    problems: list[OptionError]
+    #: options an unknown option looks like a misspelling of: its "did you mean" says
+    #: so, so a missing one of them is not reported a second time
+    misspelt: set[str] = field(default_factory=set)
+
+
+def resolve_options(table: Sequence[Option], given: Sequence[Given], owner: str) -> Resolution:
+    """Resolve options as written against an option table, filling defaults: the one
+    option resolver, for a block's options (the arguments check, both front ends) and
+    for the options of a net or estimator word (:meth:`Enum.resolve`).
+
+    Collects every problem instead of stopping at the first: an unknown option (E200,
+    at its key, with a "did you mean"), an option given twice, a value its type refuses
+    (E201, prefixed with the option's name), a required option that is missing.
     """
     by_name = {o.name: o for o in table}
     out: dict[str, Any] = {}
-    for key, value, span in given:
-        if key not in by_name:
-            err = OptionError(
-                f"{owner} has no option `{key}`",
-                code="E200",
-                hint=None if by_name else f"{owner} takes no options",
-                candidates=tuple(by_name),
+    problems: list[OptionError] = []
+    seen: set[str] = set()
+    misspelt: set[str] = set()
+    for g in given:
+        if g.key in seen:
+            problems.append(OptionError(f"option `{g.key}` given twice", span=g.span))
+            continue
+        seen.add(g.key)
+        option = by_name.get(g.key)
+        if option is None:
+            misspelt.update(close_matches(g.key, by_name))
+            problems.append(
+                OptionError(
+                    f"{owner} has no option `{g.key}`",
+                    code="E200",
+                    hint=did_you_mean(g.key, by_name) or options_hint(owner, by_name),
+                    span=g.key_span or g.span,
+                    key_only=g.key_span is None,
+                )
             )
-            err.span = span  # type: ignore[attr-defined]
-            err.key_only = True  # type: ignore[attr-defined]
-            raise err
-        if key in out:
-            err = OptionError(f"option `{key}` given twice")
-            err.span = span  # type: ignore[attr-defined]
-            raise err
+            continue
         try:
-            out[key] = by_name[key].type.resolve(value)
+            out[g.key] = option.type.resolve(g.value)
         except OptionError as e:
-            if not e.message.startswith(f"`{key}`"):
-                e.message = f"`{key}` {e.message}" if e.code == "E201" else e.message
-            if getattr(e, "span", None) is None:
-                e.span = span  # type: ignore[attr-defined]
-            raise
+            if e.span is None:
+                if e.code == "E201" and not e.message.startswith(f"`{g.key}`"):
+                    e.message = f"`{g.key}` {e.message}"
+                e.span = g.value_span or g.span
+            problems.append(e)
     for opt in table:
-        if opt.name not in out:
-            if opt.required:
-                raise OptionError(
+        if opt.name in out or opt.name in seen or opt.name in misspelt:
+            continue
+        if opt.required:
+            problems.append(
+                OptionError(
                     f"{owner} is missing option `{opt.name}`",
                     hint=opt.hint or f"add `{opt.name}=...`",
                 )
-            default = opt.default
-            if isinstance(opt.type, Enum) and default is not None:
-                default = opt.type.resolve(Word(default) if isinstance(default, str) else default)
-            out[opt.name] = default
-    return out
+            )
+            continue
+        default = opt.default
+        if default is not None:  # a registry default that does not resolve is our bug
+            default = opt.type.resolve(Word(default) if isinstance(default, str) else default)
+        out[opt.name] = default
+    return Resolution(out, problems, misspelt)
+
+
+def resolved(table: Sequence[Option], options: Mapping[str, Any], owner: str) -> dict[str, Any]:
+    """``options`` (no spans: registry examples, a ``Choice`` built in code) resolved
+    against ``table``; raises the first problem."""
+    found = resolve_options(table, [Given(k, v) for k, v in options.items()], owner)
+    if found.problems:
+        raise found.problems[0]
+    return found.options

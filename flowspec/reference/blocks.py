@@ -31,7 +31,7 @@ from flowspec.kinds.options import (
     Str,
     Tensor,
     _show,
-    resolve_options,
+    resolved,
 )
 
 LOGDET_CLASSES = {
@@ -178,8 +178,8 @@ def _defaults(kind: BlockKind) -> dict[str, Any]:
             )
     opts = {o.name: None for o in kind.options}
     table = tuple(o for o in kind.options if not (o.required and given[o.name] is None))
-    present = tuple((k, v, None) for k, v in given.items() if v is not None)
-    opts.update(resolve_options(table, present, kind.name))
+    present = {k: v for k, v in given.items() if v is not None}
+    opts.update(resolved(table, present, kind.name))
     return opts
 
 
@@ -219,6 +219,7 @@ def _variants(kind: BlockKind, opts: dict[str, Any]) -> list[tuple[str, dict[str
     """``(description, options)`` for each value of each enum or boolean option."""
     out = []
     for opt in kind.options:
+        values: list[tuple[str, Any]]
         if isinstance(opt.type, Enum):
             values = [(w, opt.type.resolve(Choice(w))) for w in opt.type.words]
         elif isinstance(opt.type, Bool):
@@ -257,8 +258,7 @@ def _shapes(kind: BlockKind) -> list[str]:
     for ex in kind.examples:
         try:
             opts = {**_defaults(kind)}
-            given = tuple((k, v, None) for k, v in ex.options.items())
-            opts.update(resolve_options(kind.options, given, kind.name))
+            opts.update(resolved(kind.options, ex.options, kind.name))
             shapes = [*ex.shapes, *([ex.cond] if ex.cond else [])]
             result = kind.shape(opts, list(shapes))
         except Exception:  # an example the rule rejects is the harness's business
@@ -312,7 +312,7 @@ def runtime_doc(kind: BlockKind) -> str:
     """The first paragraph of the runtime class's docstring, read without importing it
     (the runtime imports torch)."""
     module, _, name = kind.runtime.partition(":")
-    root = Path(sys.modules["flowspec"].__file__).parent.parent
+    root = Path(str(sys.modules["flowspec"].__file__)).parent.parent
     path = root.joinpath(*module.split(".")).with_suffix(".py")
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -40,16 +40,16 @@ class Bijection(nn.Module):
         #: how run-time errors name the block; generated code sets it to the spec location
         self.name = f"{type(self).__name__.lower()}(x: {list(self.in_shapes[0])})"
 
-    def forward(self, *xs: Tensor, **cond: Tensor) -> tuple[Tensors, Tensor]:
+    def forward(self, *xs: Any, **cond: Any) -> Any:  # subclasses narrow the signature
         raise NotImplementedError
 
-    def inverse(self, *ys: Tensor, **cond: Tensor) -> tuple[Tensors, Tensor]:
+    def inverse(self, *ys: Any, **cond: Any) -> Any:
         raise NotImplementedError
 
-    def transform(self, *xs: Tensor, **cond: Tensor) -> Tensors:
+    def transform(self, *xs: Any, **cond: Any) -> Any:
         return self.forward(*xs, **cond)[0]
 
-    def inverse_transform(self, *ys: Tensor, **cond: Tensor) -> Tensors:
+    def inverse_transform(self, *ys: Any, **cond: Any) -> Any:
         return self.inverse(*ys, **cond)[0]
 
     def extra_repr(self) -> str:

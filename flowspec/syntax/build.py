@@ -165,7 +165,11 @@ def build(tree: Tree, source: Source, max_depth: int) -> tuple[Any, tuple[int, i
         if depth > max_depth:
             raise _TooDeep
         values: list = []
-        first = last = None
+        # lark types every position of a token optional; the parser always sets them
+        first: Any = None
+        last: Any = None
+        cfirst: Any
+        clast: Any
         for child in tree.children:
             if child is None:
                 values.append(None)
@@ -225,7 +229,7 @@ def _deepest(tree: Tree, max_depth: int) -> tuple[int, int]:
 
 def _tokens(tree: Tree) -> tuple[int, int] | None:
     """Start and end offsets of a subtree's first and last tokens."""
-    ends = []
+    ends: list[int] = []
     for step in (iter, reversed):
         node = tree
         while True:
@@ -233,7 +237,8 @@ def _tokens(tree: Tree) -> tuple[int, int] | None:
             if child is None:
                 return None
             if isinstance(child, Token):
-                ends.append(child.start_pos if step is iter else child.end_pos)
+                offset = child.start_pos if step is iter else child.end_pos
+                ends.append(offset or 0)
                 break
             node = child
     return ends[0], ends[1]

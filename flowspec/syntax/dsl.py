@@ -239,7 +239,8 @@ def _code_chars(text: str, upto: int | None = None):
         if ch == "#":
             i = _skip_to_line_end(text, i)
         elif ch == '"':
-            i = _STRING_PREFIX.match(text, i).end()
+            m = _STRING_PREFIX.match(text, i)
+            i = m.end() if m else i + 1
         else:
             yield i, ch
             i += 1
@@ -305,18 +306,20 @@ def syntax_error(source: Source, err: UnexpectedInput) -> Diagnostic:
     """Turn a lark error into an E100 diagnostic with what was expected."""
     text = source.text
     if isinstance(err, UnexpectedCharacters):
-        return _bad_character(source, err.pos_in_stream)
+        return _bad_character(source, err.pos_in_stream or 0)
 
     token: Token | None = err.token if isinstance(err, (UnexpectedToken, UnexpectedEOF)) else None
-    at_end = token is None or token.type == "$END" or token.start_pos is None
-    if at_end:
+    if token is not None and (token.type == "$END" or token.start_pos is None):
+        token = None  # the end of the input
+    at_end = token is None
+    if token is None:
         start = end = len(text.rstrip())
     else:
-        start, end = token.start_pos, token.end_pos
+        start, end = token.start_pos or 0, token.end_pos or 0
         if token.type == "_NL":  # point at the end of the line, not at the newline
             end = start + 1
     expected_names = _acceptable(err)
-    found = _describe_token(None if at_end else token)
+    found = _describe_token(token)
     here = source.span(start, max(end, start))
     opened = _open_delimiters(text, start)
     innermost = opened[-1] if opened else None
@@ -332,7 +335,7 @@ def syntax_error(source: Source, err: UnexpectedInput) -> Diagnostic:
             else "add the missing `}` where the block ends",
         )
 
-    if not at_end and token.type == "BAD_NUMBER":
+    if token is not None and token.type == "BAD_NUMBER":
         if _INT.match(token):
             return Diagnostic(
                 "E100",
@@ -348,7 +351,7 @@ def syntax_error(source: Source, err: UnexpectedInput) -> Diagnostic:
         )
 
     # a closer that closes nothing, or the wrong thing
-    if not at_end and str(token) in _OPENER_OF:
+    if token is not None and str(token) in _OPENER_OF:
         want = _OPENER_OF[str(token)]
         if innermost is None or (text[innermost] == "{" and want != "{"):
             return Diagnostic(
@@ -369,9 +372,9 @@ def syntax_error(source: Source, err: UnexpectedInput) -> Diagnostic:
             )
 
     # a keyword where a name belongs
-    if not at_end and str(token) in KEYWORDS and "NAME" in expected_names:
-        return _keyword_as_name(source, token.start_pos, str(token))
-    if not at_end and token.type in ("EQUAL", "COMMA"):
+    if token is not None and str(token) in KEYWORDS and "NAME" in expected_names:
+        return _keyword_as_name(source, start, str(token))
+    if token is not None and token.type in ("EQUAL", "COMMA"):
         before = _word_before(text, start)
         if before and before[0] in KEYWORDS and _starts_statement(text, before[1]):
             return _keyword_as_name(source, before[1], before[0])
@@ -395,6 +398,7 @@ def syntax_error(source: Source, err: UnexpectedInput) -> Diagnostic:
         before is not None
         and before[0] not in KEYWORDS
         and _starts_statement(text, before[1])
+        and token is not None
         and token.type in ("NAME", "COLON", "LSQB", "STRING")
     ):
         near = did_you_mean(before[0], _STATEMENT_KEYWORDS)
@@ -409,7 +413,7 @@ def syntax_error(source: Source, err: UnexpectedInput) -> Diagnostic:
     message = None
     state = getattr(err, "state", None)
     for example_message, example_state, token_type in _example_states():
-        if state == example_state and (at_end or token.type == token_type):
+        if state == example_state and (token is None or token.type == token_type):
             message = f"{example_message}; found {found}"
             break
     if message is None:
@@ -417,7 +421,7 @@ def syntax_error(source: Source, err: UnexpectedInput) -> Diagnostic:
         expected = _describe_expected(expected_names)
         if expected:
             message += "; expected " + _join(expected)
-    return Diagnostic("E100", message, here, hint=_keyword_hint(text, None if at_end else token))
+    return Diagnostic("E100", message, here, hint=_keyword_hint(text, token))
 
 
 def _acceptable(err: UnexpectedInput) -> set[str]:

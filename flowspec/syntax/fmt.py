@@ -431,7 +431,7 @@ class _Printer:
         trailing = self.trailing(node)
         if not trailing:
             return lines
-        pad = re.match(r"[ ]*", lines[0])[0]
+        pad = lines[0][: len(lines[0]) - len(lines[0].lstrip(" "))]
         return [*(pad + t for t in trailing[:-1]), *lines[:-1], lines[-1] + "  " + trailing[-1]]
 
     def statement(self, stmt, indent: int) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.core.spans import Source
@@ -154,7 +155,7 @@ def yaml_statement_over(root, limit: int | None):
             if count > limit:
                 return node
         if isinstance(node, yaml.MappingNode):
-            children = []
+            children: list[tuple[Any, bool]] = []
             for key, value in node.value:
                 if getattr(key, "value", None) == "body" and isinstance(value, yaml.SequenceNode):
                     children.extend((item, True) for item in value.value)

@@ -175,6 +175,7 @@ def enum_schema(t: Enum) -> dict:
 def step_schema(kind: str) -> dict:
     """The options of one block kind, as a step ``{op, in, out, ...options}``."""
     spec = REGISTRY[kind]
+    tensors: dict[str, Any]
     if spec.inputs == 1:
         tensors = {
             "anyOf": [_ref("name"), {"type": "array", "items": _ref("name"), "maxItems": 1}],

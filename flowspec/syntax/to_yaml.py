@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.syntax import ast
 from flowspec.syntax.fmt import string_text, value_text
+
+_S = TypeVar("_S")
 
 WIDTH = 99
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
@@ -71,7 +73,7 @@ def to_yaml(program: ast.Program) -> str:
 # ------------------------------------------------------------------ AST → data
 
 
-def _fail(message: str, node, hint: str | None = None):
+def _fail(message: str, node, hint: str | None = None) -> NoReturn:
     raise ConversionError(Diagnostic("E201", message, node.span, hint=hint))
 
 
@@ -103,24 +105,31 @@ def _names(names) -> Any:
     return ids[0] if len(ids) == 1 else ids
 
 
+def _take(body: list, kind: type[_S]) -> _S | None:
+    """``body``'s first statement if it is a ``kind``, removed from ``body``."""
+    if body and isinstance(body[0], kind):
+        return body.pop(0)
+    return None
+
+
 def _flow(flow: ast.Flow) -> dict:
     out = _Block(name=flow.name.id)
     body = list(flow.body)
-    if body and isinstance(body[0], ast.InputStmt):
-        stmt = body.pop(0)
-        out["input"] = {"name": stmt.name.id, "shape": [_value(d) for d in stmt.shape]}
-    if body and isinstance(body[0], ast.ContextStmt):
-        stmt = body.pop(0)
-        out["context"] = {"name": stmt.name.id, "shape": [_value(d) for d in stmt.shape]}
-    if body and isinstance(body[0], ast.DirectionStmt):
-        out["direction"] = body.pop(0).word.id
-    for key, kind in (("latent", ast.LatentStmt), ("dequantize", ast.DequantizeStmt)):
-        if body and isinstance(body[0], kind):
-            out[key] = _value(body.pop(0).kind)
-    output = body.pop() if body and isinstance(body[-1], ast.OutputStmt) else None
+    if (inp := _take(body, ast.InputStmt)) is not None:
+        out["input"] = {"name": inp.name.id, "shape": [_value(d) for d in inp.shape]}
+    if (ctx := _take(body, ast.ContextStmt)) is not None:
+        out["context"] = {"name": ctx.name.id, "shape": [_value(d) for d in ctx.shape]}
+    if (direction := _take(body, ast.DirectionStmt)) is not None:
+        out["direction"] = direction.word.id
+    if (latent := _take(body, ast.LatentStmt)) is not None:
+        out["latent"] = _value(latent.kind)
+    if (deq := _take(body, ast.DequantizeStmt)) is not None:
+        out["dequantize"] = _value(deq.kind)
+    last = body[-1] if body else None
+    output = body.pop() if isinstance(last, ast.OutputStmt) else None
     if body:
         out["body"] = _Body(_statement(s) for s in body)
-    if output is not None:
+    if isinstance(output, ast.OutputStmt):
         out["output"] = [n.id for n in output.names]
     return out
 
@@ -133,10 +142,11 @@ def _block(block: ast.BlockDef) -> dict:
             for p in block.params
         ]
     body = list(block.body)
-    returned = body.pop() if body and isinstance(body[-1], ast.ReturnStmt) else None
+    last = body[-1] if body else None
+    returned = body.pop() if isinstance(last, ast.ReturnStmt) else None
     if body:
         out["body"] = _Body(_statement(s) for s in body)
-    if returned is not None:
+    if isinstance(returned, ast.ReturnStmt):
         out["return"] = [n.id for n in returned.names]
     return out
 
@@ -165,10 +175,10 @@ def _statement(stmt) -> dict:
     if isinstance(stmt, ast.DequantizeStmt):
         return {"dequantize": _value(stmt.kind)}
     if isinstance(stmt, ast.RequireStmt):
-        out = {"require": stmt.property.id}
+        required: dict[str, Any] = {"require": stmt.property.id}
         if stmt.bound is not None:
-            out["max"] = _value(stmt.bound)
-        return out
+            required["max"] = _value(stmt.bound)
+        return required
     if isinstance(stmt, ast.OutputStmt):
         return {"output": [n.id for n in stmt.names]}
     if isinstance(stmt, ast.ReturnStmt):
@@ -178,7 +188,8 @@ def _statement(stmt) -> dict:
 
 def _step(stmt: ast.Assign) -> dict:
     call = stmt.call
-    inputs, options = [], {}
+    inputs: list[str] = []
+    options: dict[str, Any] = {}
     for arg in call.args:
         if arg.key is None:
             if options:
@@ -189,7 +200,8 @@ def _step(stmt: ast.Assign) -> dict:
                 )
             if not isinstance(arg.value, ast.Ref):
                 _fail("a tensor argument must be a tensor name", arg)
-            inputs.append(arg.value.name)
+            else:
+                inputs.append(arg.value.name)
             continue
         if arg.key.id in ("op", "in", "out"):
             _fail(
@@ -213,7 +225,7 @@ def _step(stmt: ast.Assign) -> dict:
 def _once(arg: ast.Arg, options: dict) -> None:
     """A YAML mapping holds each key once: an option given twice cannot be written
     (silently keeping one of them would change the program)."""
-    if arg.key.id in options:
+    if arg.key is not None and arg.key.id in options:
         _fail(
             f"option `{arg.key.id}` given twice; a YAML mapping has each key once",
             arg,
@@ -324,16 +336,15 @@ def _holds_block(value: Any) -> bool:
 
 def _flow_style(value: Any) -> str | None:
     """The one-line form of a value, or None if it must be written in block style."""
-    if _holds_block(value):
-        return None
+    return None if _holds_block(value) else _inline(value)
+
+
+def _inline(value: Any) -> str:
+    """The one-line form of a value that holds no statements."""
     if isinstance(value, dict):
-        return (
-            "{"
-            + ", ".join(f"{_scalar(k, True)}: {_flow_style(v)}" for k, v in value.items())
-            + "}"
-        )
+        return "{" + ", ".join(f"{_scalar(k, True)}: {_inline(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
-        return "[" + ", ".join(_flow_style(v) for v in value) + "]"
+        return "[" + ", ".join(_inline(v) for v in value) + "]"
     return _scalar(value)
 
 

@@ -328,14 +328,14 @@ class _Lowerer:
         if isinstance(node, pyyaml.SequenceNode):
             return ast.ListValue(tuple(self.value(n) for n in node.value), span)
         if isinstance(node, pyyaml.MappingNode):
-            words = getattr(otype, "words", None)
+            words: Any = getattr(otype, "words", None)
             pairs = {k: v for k, (_, v) in self.reader.pairs(node).items()}
             word = yaml_errors.kind_as_key(pairs, words or ())
             if word is not None:  # `net: {mlp: {hidden: [64]}}`: say so, read it anyway
                 word_node, inner = self.reader.pairs(node)[word]
                 message, hint = yaml_errors.kind_as_key_message(word, otype.what)
                 self.errors.append(Diagnostic("E201", message, self.span(word_node), hint=hint))
-                table = {o.name: o.type for o in words[word]}
+                table: dict[str, Any] | None = {o.name: o.type for o in words[word]}
                 args = self.keyword_args(inner, skip=(), table=table) if inner.value else []
                 return ast.Call(ast.Name(word, self.span(word_node)), tuple(args), span)
             kind = self.get(node, "kind")
@@ -419,13 +419,12 @@ class _Lowerer:
                 raise _Stop from None
             d = syntax_error(inner, err)
             message = d.message.replace("end of file", "end of the value")
-            hint = d.hint and d.hint.replace("end of file", "the end of the value")
             self.diagnostics.append(
                 Diagnostic(
                     "E100",
                     f"cannot read `{text}` as a value: {message}",
                     move(d.span),
-                    hint=hint
+                    hint=(d.hint or "").replace("end of file", "the end of the value")
                     or 'a value here is a name, an integer expression such as "2*h + 1", '
                     "or a string in .flow quotes such as '\"cuda:0\"'",
                 )

@@ -111,7 +111,7 @@ class _Explain:
         end = self.text.find("\n", line_start)
         line = self.text[line_start : len(self.text) if end < 0 else end]
         m = re.match(r"[ \t]*(?:-[ \t]+)*" if key else r"[ \t]*", line)
-        return len(m.group().expandtabs(4)) + 1
+        return len(m.group().expandtabs(4) if m else "") + 1
 
     def indent_above(self, offset: int) -> int | None:
         """The column to compare the line at ``offset`` with: the dash of the line above
@@ -170,7 +170,7 @@ class _Explain:
                 "define the anchor (`&name`) on a node above, or write the value out",
             )
         if "duplicate anchor" in c:
-            labels = ()
+            labels: tuple[Label, ...] = ()
             if self.context_at is not None:
                 labels = (Label(self.token(self.context_at), "first defined here"),)
             return self.error(
@@ -317,6 +317,7 @@ class _Explain:
         what = "mapping" if opener == "{" else "list"
         got = got.strip("'")
         same_line = opener_at is not None and "\n" not in self.text[opener_at : self.at]
+        labels: tuple[Label, ...]
         if got == "<stream end>" or not same_line:
             labels = (Label(self.token(self.at), f"expected `,` or `{closer}` before this"),)
             span = self.point(opener_at) if opener_at is not None else self.token(self.at)
