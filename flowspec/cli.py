@@ -304,7 +304,7 @@ def _count(text: str) -> int:
     return value
 
 
-def _limit_options() -> argparse.ArgumentParser:
+def _limit_options() -> _Parser:
     """--max-bytes / --max-statements, shared by every command that reads a spec."""
     limits = _Parser(add_help=False)
     limits.add_argument(

@@ -156,12 +156,19 @@ class _Group:
     #: repeat: how many iterations are drawn (all, or one period when collapsed)
     drawn: int = 0
 
+    @property
+    def origin(self) -> Frame:
+        """The frame of a repeat, iteration or block cluster (the flow has none)."""
+        assert self.frame is not None, "the flow cluster has no frame"
+        return self.frame
+
 
 def _tree(fg: FlowGraph) -> _Group:
     root = _Group("flow")
     groups: dict[tuple, _Group] = {}
     for node in fg.nodes():
-        current, path = root, ()
+        current = root
+        path: tuple = ()
         for frame in node.origin:
             if frame.kind == "repeat":
                 path = (*path, ("repeat", frame.span.start, frame.span.end))
@@ -242,10 +249,10 @@ class _Drawing:
         """The structure of one iteration: items, nested frames, edges between them."""
         items = _preorder(iteration)
         local = {item.id: j for j, item in enumerate(items) if isinstance(item, Node)}
-        sig = []
+        sig: list[tuple] = []
         for j, item in enumerate(items):
             if isinstance(item, _Group):
-                f = item.frame
+                f = item.origin
                 sig.append(("G", item.kind, f.span.start, f.count, f.name))
                 continue
             sig.append(("N", item.kind, len(item.inputs), len(item.outputs)))
@@ -298,7 +305,7 @@ class _Drawing:
         return "\n".join([head, *_wrap(parts), f"line {_line(node)}"])
 
     def group_label(self, group: _Group) -> str:
-        f = group.frame
+        f = group.origin
         if group.kind == "repeat":
             count = f.count
             where = f"line {f.span.line}"
@@ -314,7 +321,7 @@ class _Drawing:
         same = [m for m in self.members.get(group, [group]) if isinstance(m, _Group)]
         columns: dict[str, list[str]] = {}
         for member in same:
-            for key, value in member.frame.args:
+            for key, value in member.origin.args:
                 columns.setdefault(key, []).append(_value(value, None))
         args = ", ".join(f"{k}={_varying(v)}" for k, v in columns.items())
         return f"{f.name}({args})   (line {f.span.line})"

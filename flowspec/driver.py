@@ -16,6 +16,7 @@ from pathlib import Path
 from flowspec.core.diagnostics import Diagnostic, SpecError, has_errors, sort_key
 from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph
+from flowspec.ir.resolved import ResolvedFlow
 from flowspec.syntax import ast
 from flowspec.syntax.build import gc_paused
 from flowspec.syntax.limits import DEFAULT_LIMITS, Limits
@@ -139,26 +140,48 @@ class Compilation:
             return lower(program)
 
     @cached_property
+    def elaborated(self) -> tuple[list[ResolvedFlow], list[Diagnostic]]:
+        """Every lowered flow with its options and shapes resolved (the stage the
+        checks, codegen and ``summary`` read), and the problems found doing so."""
+        from flowspec.elaborate import elaborate
+
+        flows: list[ResolvedFlow] = []
+        diags: list[Diagnostic] = []
+        with gc_paused():
+            for fg in self.lowered[0]:
+                rf, found = elaborate(fg)
+                flows.append(rf)
+                diags.extend(found)
+        return flows, diags
+
+    def resolved(self, flow: str | None = None) -> ResolvedFlow:
+        """The elaborated view of one flow; raises SpecError if the spec has errors."""
+        fg = self.flow_graph(flow)
+        return next(rf for rf in self.elaborated[0] if rf.graph is fg)
+
+    @cached_property
     def diagnostics(self) -> list[Diagnostic]:
         """Every diagnostic of every stage, sorted by position, less the warnings that a
         ``# flowspec: ignore[CODE]`` comment silences (:mod:`flowspec.suppressions`)."""
-        from flowspec.checks import NEEDS_COMPLETE_GRAPH, PASSES
+        from flowspec.checks import CHECKS, FLOW_CHECKS
         from flowspec.checks.resources import check_parameters
 
         diags = list(self.parsed[1])
         if self.program is None:
             return diags
-        graphs, lowering = self.lowered
-        diags.extend(lowering)
+        diags.extend(self.lowered[1])
+        flows, elaboration = self.elaborated
+        diags.extend(elaboration)
         # collect, then decide: a lowering error leaves holes in the graph, so the
-        # flow-wide passes would only report their echo
+        # flow-wide checks would only report their echo
         with gc_paused():
-            for fg in graphs:
-                for check in PASSES:
-                    if fg.complete or check not in NEEDS_COMPLETE_GRAPH:
-                        diags.extend(check(fg))
-                if fg.complete:  # the one pass that takes a limit (E501)
-                    diags.extend(check_parameters(fg, self.limits.max_params))
+            for rf in flows:
+                for check in CHECKS:
+                    if rf.lowered or check not in FLOW_CHECKS:
+                        diags.extend(check(rf))
+                if rf.lowered:  # the one check that takes a limit (E501)
+                    diags.extend(check_parameters(rf.graph, self.limits.max_params))
+        graphs = self.lowered[0]
         if not graphs and not has_errors(diags) and self.program is not None:
             from flowspec.core.spans import Span
 

@@ -10,12 +10,15 @@ import pkgutil
 import pytest
 
 import flowspec.checks
+import flowspec.elaborate
 
 MODULES = sorted(
-    m.name for m in pkgutil.iter_modules(flowspec.checks.__path__, "flowspec.checks.")
-)
+    m.name
+    for package in (flowspec.checks, flowspec.elaborate)
+    for m in pkgutil.iter_modules(package.__path__, package.__name__ + ".")
+) + ["flowspec.ir.resolved"]
 #: modules that are not a check: the package and the doctest helper itself
-NOT_A_CHECK = {"flowspec.checks.examples"}
+NOT_A_CHECK = {"flowspec.checks.examples", "flowspec.ir.resolved"}
 
 
 @pytest.mark.parametrize("name", MODULES)

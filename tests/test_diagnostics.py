@@ -557,7 +557,7 @@ def test_a_crash_in_the_checker_prints_the_banner_and_exits_2(run_cli, monkeypat
     def broken(fg):
         raise RuntimeError("an internal bug")
 
-    monkeypatch.setattr(passes, "PASSES", (broken, *passes.PASSES))
+    monkeypatch.setattr(passes, "CHECKS", (broken, *passes.CHECKS))
     monkeypatch.delenv("FLOWSPEC_DEBUG", raising=False)
     result = run_cli("check", CLEAN)
     assert result.status == 2

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from conftest import SPECS
 
-from flowspec.checks import PASSES
+from flowspec.checks import CHECKS
 from flowspec.core.spans import Source
+from flowspec.elaborate import elaborate
 from flowspec.ir import lower as lowering
 from flowspec.syntax import dsl
 
@@ -56,8 +57,10 @@ def inferred_shapes(path: Path) -> dict[int, list[list[tuple[int, ...]]]]:
         lowering._Lowerer.expand_block = expand
     assert diags == []
     for fg in graphs:
-        for check in PASSES:
-            assert check(fg) == []
+        rf, problems = elaborate(fg)
+        assert problems == []
+        for check in CHECKS:
+            assert check(rf) == []
     by_line: dict[int, list[list[tuple[int, ...]]]] = defaultdict(list)
     for fg in graphs:
         for node in fg.blocks():

@@ -1,22 +1,25 @@
-"""The checker's passes, in order.  Each is ``(FlowGraph) -> list[Diagnostic]``.
+"""The checks: read-only passes over an elaborated flow, each
+``(ResolvedFlow) -> list[Diagnostic]``.
 
-Later passes read the annotations earlier ones set (options, shapes) and skip the
-blocks an earlier error left unannotated.
+Elaboration (:mod:`flowspec.elaborate`) runs first and resolves options and shapes;
+a check never writes to the graph.  The driver runs ``BLOCK_CHECKS`` on every flow, and
+``FLOW_CHECKS`` only on a flow that lowering reached completely: after a lowering error
+(an unknown tensor, a failed block call) the graph has holes, and a flow-wide check
+would report the holes (a tensor "never consumed" because the block that consumed it
+could not be expanded) instead of the user's mistakes.  Each check reads the blocks it
+can (``configured`` for options, ``blocks`` for shapes) and skips the rest.
 """
 
 from flowspec.checks.advice import check_advice, check_dense_nets
-from flowspec.checks.arguments import check_arguments
 from flowspec.checks.consume import check_consumption
 from flowspec.checks.coverage import check_coverage, check_ode_smoothness
 from flowspec.checks.invertibility import check_invertibility
 from flowspec.checks.lipschitz import check_lipschitz
 from flowspec.checks.placement import check_placement
 from flowspec.checks.requirements import check_requirements
-from flowspec.checks.shapes import check_shapes
 
-PASSES = (
-    check_arguments,
-    check_shapes,
+#: every check, in the order their findings are listed for one position
+CHECKS = (
     check_consumption,
     check_invertibility,
     check_requirements,
@@ -28,15 +31,7 @@ PASSES = (
     check_dense_nets,
 )
 
-#: passes whose findings are only meaningful on a completely lowered flow: after a
-#: lowering error (an unknown tensor, a failed block call) the graph has holes, and
-#: these would report the holes (a tensor "never consumed" because the block that
-#: consumed it could not be expanded) instead of the user's mistakes
-NEEDS_COMPLETE_GRAPH = frozenset(
-    {check_consumption, check_requirements, check_lipschitz, check_coverage}
-)
+#: the checks that need a completely lowered flow (the driver skips them otherwise)
+FLOW_CHECKS = frozenset({check_consumption, check_requirements, check_lipschitz, check_coverage})
 
-#: the same tuple under the name of the package; PASSES stays until its callers move
-CHECKS = PASSES
-
-__all__ = ["CHECKS", "NEEDS_COMPLETE_GRAPH", "PASSES"]
+__all__ = ["CHECKS", "FLOW_CHECKS"]

@@ -16,16 +16,14 @@ reported, only an option the user gave:
 from __future__ import annotations
 
 from flowspec.core.diagnostics import Diagnostic
-from flowspec.ir.graph import FlowGraph
+from flowspec.ir.resolved import ResolvedFlow
 from flowspec.kinds import REGISTRY
 from flowspec.kinds.options import Choice
 
 
-def check_advice(fg: FlowGraph) -> list[Diagnostic]:
+def check_advice(rf: ResolvedFlow) -> list[Diagnostic]:
     diags: list[Diagnostic] = []
-    for node in fg.blocks():
-        if node.options is None:
-            continue
+    for node in rf.configured:
         given = frozenset(a.key for a in node.args)
         for p in REGISTRY[node.kind].advice(node.options, given):
             span = node.arg_span(p.option) if p.option else node.span
@@ -33,13 +31,13 @@ def check_advice(fg: FlowGraph) -> list[Diagnostic]:
     return diags
 
 
-def check_dense_nets(fg: FlowGraph) -> list[Diagnostic]:
+def check_dense_nets(rf: ResolvedFlow) -> list[Diagnostic]:
     """W104: ``net=mlp(...)`` written on a [C, H, W] tensor flattens it, the usual slip
     when an image flow is written from a 2-D one (``conv`` keeps the layout)."""
     diags: list[Diagnostic] = []
-    for node in fg.blocks():
-        net = (node.options or {}).get("net")
-        if not isinstance(net, Choice) or net.kind != "mlp" or not node.in_shapes:
+    for node in rf.blocks:
+        net = node.options.get("net")
+        if not isinstance(net, Choice) or net.kind != "mlp":
             continue
         if not any(a.key == "net" for a in node.args):
             continue  # a defaulted net: whether `net` may be omitted is the arguments' call

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from flowspec.core.diagnostics import Diagnostic, Label
 from flowspec.ir.graph import FlowGraph
+from flowspec.ir.resolved import ResolvedFlow
 
 
-def check_consumption(fg: FlowGraph) -> list[Diagnostic]:
+def check_consumption(rf: ResolvedFlow) -> list[Diagnostic]:
+    fg = rf.graph
     diags: list[Diagnostic] = []
     for tid, tensor in fg.tensors.items():
         uses = [u for u in fg.uses[tid] if not u.read_only]

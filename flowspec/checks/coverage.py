@@ -18,7 +18,7 @@ features, elementwise blocks and couplings transform them in place, mixing block
 from __future__ import annotations
 
 from flowspec.core.diagnostics import Diagnostic, Label
-from flowspec.ir.graph import FlowGraph, Node
+from flowspec.ir.resolved import Resolved, ResolvedFlow
 from flowspec.kinds import REGISTRY
 from flowspec.kinds.masks import numel
 
@@ -28,34 +28,28 @@ MAX_TRACKED_FEATURES = 1 << 16
 
 
 def _ranges(indices: list[int]) -> str:
-    parts, start, prev = [], None, None
+    runs: list[list[int]] = []
     for i in sorted(indices):
-        if start is None:
-            start = prev = i
-        elif i == prev + 1:
-            prev = i
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
         else:
-            parts.append(f"{start}" if start == prev else f"{start}..{prev}")
-            start = prev = i
-    if start is not None:
-        parts.append(f"{start}" if start == prev else f"{start}..{prev}")
+            runs.append([i])
+    parts = [f"{r[0]}" if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs]
     text = ", ".join(parts[:6])
     return text + (", …" if len(parts) > 6 else "")
 
 
-def check_coverage(fg: FlowGraph) -> list[Diagnostic]:
+def check_coverage(rf: ResolvedFlow) -> list[Diagnostic]:
     """W100 and W101, when every block's shapes are known."""
-    if fg.input is None or fg.input_shape is None:
-        return []
-    blocks = fg.blocks()
-    if any(n.options is None or n.out_shapes is None for n in blocks):
+    fg = rf.graph
+    if fg.input is None or fg.input_shape is None or not rf.complete:
         return []
     if numel(fg.input_shape) > MAX_TRACKED_FEATURES:
         return []
     origin: dict[str, list[int]] = {fg.input: list(range(numel(fg.input_shape)))}
     transformed = [False] * numel(fg.input_shape)
     #: per tensor: (the coupling that last transformed it in place, its positions)
-    last_coupling: dict[str, tuple[Node, frozenset[int]] | None] = {fg.input: None}
+    last_coupling: dict[str, tuple[Resolved, frozenset[int]] | None] = {fg.input: None}
     diags: list[Diagnostic] = []
 
     def touch(origins: list[int], positions) -> None:
@@ -64,11 +58,12 @@ def check_coverage(fg: FlowGraph) -> list[Diagnostic]:
             if o != MIXED:
                 transformed[o] = True
 
-    for node in blocks:
+    for node in rf.blocks:
         spec = REGISTRY[node.kind]
         ins = [origin[t] for t in node.inputs]
         if spec.features == "permutation":
-            maps = spec.feature_map(node.options, node.in_shapes[: len(node.inputs)])
+            assert spec.feature_map is not None  # a permutation says where features go
+            maps = spec.feature_map(node.options, node.consumed_shapes)
             for tid, fmap in zip(node.outputs, maps):
                 origin[tid] = [ins[src][i] for src, i in fmap]
                 last_coupling[tid] = None
@@ -78,6 +73,7 @@ def check_coverage(fg: FlowGraph) -> list[Diagnostic]:
             # elementwise maps do not reorder: a coupling before them still "owns" x
             last_coupling[node.outputs[0]] = last_coupling.get(node.inputs[0])
         elif spec.features == "coupling":
+            assert spec.transformed is not None  # a coupling says what it transforms
             positions = frozenset(spec.transformed(node.options, node.in_shapes[0]))
             touch(ins[0], positions)
             origin[node.outputs[0]] = ins[0]
@@ -104,12 +100,12 @@ def check_coverage(fg: FlowGraph) -> list[Diagnostic]:
     never = [i for i, t in enumerate(transformed) if not t]
     if never:
         input_node = next(n for n in fg.nodes() if n.outputs and n.outputs[0] == fg.input)
-        shape = list(fg.input_shape)
+        dims = list(fg.input_shape)
         diags.append(
             Diagnostic(
                 "W100",
                 f"{len(never)} of the {len(transformed)} features of `"
-                f"{fg.tensors[fg.input].name}` {shape} are never transformed by a "
+                f"{fg.tensors[fg.input].name}` {dims} are never transformed by a "
                 f"non-volume-preserving or coupling block (flat indices {_ranges(never)})",
                 input_node.span,
                 hint="permute between couplings (reverse, shuffle) or alternate flip=true",
@@ -118,13 +114,13 @@ def check_coverage(fg: FlowGraph) -> list[Diagnostic]:
     return diags
 
 
-def check_ode_smoothness(fg: FlowGraph) -> list[Diagnostic]:
+def check_ode_smoothness(rf: ResolvedFlow) -> list[Diagnostic]:
     """W102: non-smooth activations in ``ode`` nets make the dynamics hard to integrate."""
     from flowspec.kinds import ACTIVATIONS
 
     diags = []
-    for node in fg.blocks():
-        if node.kind != "ode" or node.options is None:
+    for node in rf.configured:
+        if node.kind != "ode":
             continue
         act = node.options["net"]["act"].kind
         if not ACTIVATIONS[act][1]:

@@ -16,19 +16,19 @@ from __future__ import annotations
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.ir.graph import FlowGraph
 from flowspec.ir.queries import inverse_dependencies
+from flowspec.ir.resolved import Resolved, ResolvedFlow
 from flowspec.kinds import REGISTRY
 
 
-def check_invertibility(fg: FlowGraph) -> list[Diagnostic]:
+def check_invertibility(rf: ResolvedFlow) -> list[Diagnostic]:
     diags: list[Diagnostic] = []
-    for node in fg.blocks():
-        if node.options is None:
-            continue
+    for node in rf.configured:
         spec = REGISTRY[node.kind]
-        for p in spec.problems(node.options, node.in_shapes or []):
+        shapes = node.in_shapes if isinstance(node, Resolved) else []
+        for p in spec.problems(node.options, shapes):
             span = node.arg_span(p.option) if p.option else node.span
             diags.append(Diagnostic(p.code, p.message, span, hint=p.hint))
-    diags.extend(_inverse_order_problems(fg))
+    diags.extend(_inverse_order_problems(rf.graph))
     return diags
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flowspec.core.diagnostics import Diagnostic, Label
-from flowspec.ir.graph import FlowGraph, Node
+from flowspec.ir.graph import FlowGraph
+from flowspec.ir.resolved import Configured, ResolvedFlow
 from flowspec.kinds import REGISTRY
 
 
@@ -31,7 +32,7 @@ class Proof:
     """A bound and, when it is infinite, the block and reason that make it so."""
 
     value: float | None
-    node: Node | None = None
+    node: Configured | None = None
     reason: str = ""
 
 
@@ -40,24 +41,25 @@ def _combine(parts: list[Proof], factor: Proof) -> Proof:
     for p in (*parts, factor):
         if p.value is None:
             return p
-    return Proof(factor.value * max((p.value for p in parts), default=1.0))
+    return Proof((factor.value or 0.0) * max((p.value or 0.0 for p in parts), default=1.0))
 
 
-def lipschitz_bound(fg: FlowGraph, inverse: bool = False) -> Proof:
-    """A proven upper bound of Lip(F) (or of Lip(F⁻¹) with ``inverse=True``)."""
+def lipschitz_bound(flow: FlowGraph | ResolvedFlow, inverse: bool = False) -> Proof:
+    """A proven upper bound of Lip(F) (or of Lip(F⁻¹) with ``inverse=True``) of an
+    elaborated flow."""
+    rf = flow if isinstance(flow, ResolvedFlow) else ResolvedFlow.of(flow)
+    if len(rf.blocks) != len(rf.graph.blocks()):
+        raise ValueError("lipschitz_bound needs an elaborated flow")
+    fg = rf.graph
     consts: dict[str, Proof] = {}
-    nodes = fg.nodes()
+    blocks = list(rf.blocks)
     if inverse:
         for tid in fg.outputs:
             consts[tid] = Proof(1.0)
-        nodes = list(reversed(nodes))
+        blocks.reverse()
     elif fg.input is not None:
         consts[fg.input] = Proof(1.0)
-    for node in nodes:
-        if not node.is_block:
-            continue
-        if node.options is None or node.in_shapes is None:
-            raise ValueError("lipschitz_bound needs a checked graph")
+    for node in blocks:
         spec = REGISTRY[node.kind]
         fn = spec.inverse_lipschitz if inverse else spec.lipschitz
         b = fn(node.options, node.in_shapes)
@@ -72,17 +74,17 @@ def lipschitz_bound(fg: FlowGraph, inverse: bool = False) -> Proof:
     return _combine([consts.get(t, Proof(1.0)) for t in final if t is not None], Proof(1.0))
 
 
-def check_lipschitz(fg: FlowGraph) -> list[Diagnostic]:
+def check_lipschitz(rf: ResolvedFlow) -> list[Diagnostic]:
     diags: list[Diagnostic] = []
-    if any(n.options is None or n.in_shapes is None for n in fg.blocks()):
+    if len(rf.blocks) != len(rf.graph.blocks()):
         return diags  # an earlier error already explains the flow; no cascade
-    for req in fg.requirements:
+    for req in rf.graph.requirements:
         if req.property not in ("lipschitz", "inverse_lipschitz") or req.bound is None:
             continue
-        proof = lipschitz_bound(fg, inverse=req.property == "inverse_lipschitz")
+        proof = lipschitz_bound(rf, inverse=req.property == "inverse_lipschitz")
         what = "Lip(F⁻¹)" if req.property == "inverse_lipschitz" else "Lip(F)"
         if proof.value is None:
-            labels = ()
+            labels: tuple[Label, ...] = ()
             if proof.node is not None:
                 labels = (
                     Label(proof.node.span, f"`{proof.node.kind}` is unbounded: {proof.reason}"),

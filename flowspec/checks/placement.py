@@ -13,7 +13,7 @@ import re
 
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.core.names import did_you_mean
-from flowspec.ir.graph import FlowGraph
+from flowspec.ir.resolved import ResolvedFlow
 
 DEVICE_TYPES = ("cpu", "cuda", "mps", "meta")
 _DEVICE = re.compile(r"(cpu|cuda|mps|meta)(:(0|[1-9][0-9]*))?\Z")
@@ -21,14 +21,17 @@ _DEVICE = re.compile(r"(cpu|cuda|mps|meta)(:(0|[1-9][0-9]*))?\Z")
 
 def valid_device(text: str) -> bool:
     m = _DEVICE.match(text)
-    return bool(m) and not (m.group(2) and m.group(1) in ("meta", "cpu") and m.group(3) != "0")
+    return m is not None and not (
+        m.group(2) and m.group(1) in ("meta", "cpu") and m.group(3) != "0"
+    )
 
 
-def check_placement(fg: FlowGraph) -> list[Diagnostic]:
+def check_placement(rf: ResolvedFlow) -> list[Diagnostic]:
+    fg = rf.graph
     diags: list[Diagnostic] = []
     reported = set()
     for node in fg.blocks():
-        if node.device is None or node.device_span in reported:
+        if node.device is None or node.device_span is None or node.device_span in reported:
             continue
         if not valid_device(node.device):
             reported.add(node.device_span)

@@ -11,20 +11,18 @@ E401 4:9 `require analytic_inverse` is violated: `residual` is inverted by itera
 from __future__ import annotations
 
 from flowspec.core.diagnostics import Diagnostic, Label
-from flowspec.ir.graph import FlowGraph
+from flowspec.ir.resolved import ResolvedFlow
 from flowspec.kinds import REGISTRY
 
 _ITERATIVE = {"iterative": "iteration", "integrated": "ODE integration"}
 
 
-def check_requirements(fg: FlowGraph) -> list[Diagnostic]:
+def check_requirements(rf: ResolvedFlow) -> list[Diagnostic]:
     diags: list[Diagnostic] = []
-    for req in fg.requirements:
+    for req in rf.graph.requirements:
         if req.property not in ("exact_logdet", "analytic_inverse"):
             continue
-        for node in fg.blocks():
-            if node.options is None:
-                continue
+        for node in rf.configured:
             spec = REGISTRY[node.kind]
             label = Label(req.span, "required here")
             if req.property == "exact_logdet" and spec.logdet_class(node.options) == "stochastic":

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from flowspec.core.diagnostics import Diagnostic, Label
 from flowspec.ir.graph import FlowGraph, Node
+from flowspec.ir.resolved import Resolved, ResolvedFlow
 from flowspec.kinds import REGISTRY
 from flowspec.kinds.sizes import format_bytes, numel
 
@@ -56,20 +57,17 @@ class Resources:
         return sum(self.parameters)
 
 
-def _annotated(node: Node) -> bool:
-    return node.options is not None and node.in_shapes is not None and node.out_shapes is not None
-
-
-def flow_resources(fg: FlowGraph) -> Resources | None:
-    """The sizes of ``fg``, or None when a block has no options or shapes (an error
-    elsewhere left it unannotated)."""
-    blocks = fg.blocks()
-    if not all(_annotated(n) for n in blocks):
+def flow_resources(flow: FlowGraph | ResolvedFlow) -> Resources | None:
+    """The sizes of an elaborated flow, or None when a block has no options or shapes
+    (an error elsewhere left it unresolved)."""
+    rf = flow if isinstance(flow, ResolvedFlow) else ResolvedFlow.of(flow)
+    fg, blocks = rf.graph, list(rf.blocks)
+    if len(blocks) != len(fg.blocks()):
         return None
     params, acts = [], []
     for node in blocks:
         kind = REGISTRY[node.kind]
-        params.append(int(kind.parameters(node.options, node.in_shapes)))
+        params.append(kind.count_parameters(node.options, node.in_shapes))
         acts.append(int(kind.activations(node.options, node.in_shapes)))
     return Resources(tuple(params), tuple(acts), _training(fg, acts), _inference(fg, blocks, acts))
 
@@ -86,7 +84,7 @@ def _training(fg: FlowGraph, acts: list[int]) -> int:
     return kept
 
 
-def _inference(fg: FlowGraph, blocks: list[Node], acts: list[int]) -> int:
+def _inference(fg: FlowGraph, blocks: list[Resolved], acts: list[int]) -> int:
     position = {n.id: i for i, n in enumerate(blocks)}
     last_use: dict[str, int] = {}
     for tid, uses in fg.uses.items():

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 def check_unused_blocks(lowerer: _Lowerer, program: ast.Program) -> None:
     """Lower every block definition no call has expanded, recording the diagnostics."""
-    from flowspec.checks.arguments import check_arguments
+    from flowspec.elaborate.options import resolve_arguments
     from flowspec.ir.lower import _Abort, _Scope
 
     for block in program.blocks:
@@ -46,4 +46,4 @@ def check_unused_blocks(lowerer: _Lowerer, program: ast.Program) -> None:
                 lowerer.returned_tensors(returned, scope)
         except _Abort:
             continue
-        lowerer.diagnostics.extend(check_arguments(fg))
+        lowerer.diagnostics.extend(resolve_arguments(fg))

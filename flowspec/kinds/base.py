@@ -124,6 +124,12 @@ class BlockKind:
                 'and the README\'s "Adding a block kind")'
             )
 
+    def count_parameters(self, opts: Opts, shapes: list[Shape]) -> int:
+        """The learned parameters of one instance (``parameters``, required of every
+        entry by ``__post_init__``)."""
+        assert self.parameters is not None
+        return int(self.parameters(opts, shapes))
+
     def inverse_class(self, opts: Opts) -> str:
         return self.inverse(opts) if callable(self.inverse) else self.inverse
 

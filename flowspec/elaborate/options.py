@@ -1,8 +1,9 @@
-"""Names and arguments (E200, E201): block kinds, options, nets, enum words, arity.
+"""Elaboration, step 1 — names and arguments (E200, E201): block kinds, options, nets,
+enum words, arity.
 
-Resolves each block's options against the registry, fills defaults, and annotates
-``Node.options`` for the passes after it.  Also resolves ``latent``, ``dequantize``
-and the ``require`` properties.
+Resolves each block's options against the registry (:func:`resolve_options`, the one
+option resolver), fills defaults, and records them as ``Node.options``.  Also resolves
+``latent``, ``dequantize`` and the ``require`` properties.
 
     >>> from flowspec.checks.examples import diagnose
     >>> diagnose("x = coupling.afine(x)")
@@ -64,7 +65,8 @@ def _resolve_flow_value(table, value: Any, span: Span, what: str) -> tuple[Any, 
         return None, [_diagnostic(e, span)]
 
 
-def check_arguments(fg: FlowGraph) -> list[Diagnostic]:
+def resolve_arguments(fg: FlowGraph) -> list[Diagnostic]:
+    """Resolve the options of every block of ``fg`` and its flow-level words."""
     diags: list[Diagnostic] = []
     for node in fg.blocks():
         spec = REGISTRY.get(node.kind)
@@ -114,13 +116,15 @@ def check_arguments(fg: FlowGraph) -> list[Diagnostic]:
         node.options = options
 
     if fg.latent is not None:
-        fg.latent_choice, d = _resolve_flow_value(LATENTS, fg.latent, fg.latent_span, "latent")
+        fg.latent_choice, d = _resolve_flow_value(
+            LATENTS, fg.latent, fg.latent_span or fg.span, "latent"
+        )
         diags.extend(d)
     else:
         fg.latent_choice = LATENTS.resolve(Word("normal"))
     if fg.dequantize is not None:
         fg.dequantize_choice, d = _resolve_flow_value(
-            DEQUANTIZERS, fg.dequantize, fg.dequantize_span, "dequantize"
+            DEQUANTIZERS, fg.dequantize, fg.dequantize_span or fg.span, "dequantize"
         )
         diags.extend(d)
 

@@ -1,7 +1,8 @@
-r"""Shapes (E202): run each block's shape rule in program order.
+r"""Elaboration, step 2 — shapes (E202): run each block's shape rule in program order.
 
-Annotates ``Node.in_shapes`` / ``out_shapes`` and ``Tensor.shape``; a block whose
-inputs have unknown shapes (an earlier error) is skipped silently.
+Records ``Node.in_shapes`` / ``out_shapes`` and ``Tensor.shape``; a block whose options
+did not resolve, or whose inputs have unknown shapes (an earlier error), is skipped
+silently.
 
     >>> from flowspec.checks.examples import diagnose
     >>> diagnose("a, b = split(x, sizes=[3, 3])\nx = concat(a, b)", "[5]")
@@ -36,14 +37,15 @@ def _with_batch_axis_help(fg: FlowGraph, message: str, span, hint: str | None) -
     return Diagnostic("E202", message, span, hint=hint, notes=(batch,))
 
 
-def check_shapes(fg: FlowGraph) -> list[Diagnostic]:
+def infer_shapes(fg: FlowGraph) -> list[Diagnostic]:
+    """Infer the shape of every tensor of ``fg`` from its blocks' shape rules."""
     diags: list[Diagnostic] = []
     for node in fg.blocks():
         if node.options is None or len(node.inputs) != node.n_positional:
             continue  # an unknown tensor argument was already reported (E200)
-        shapes = [fg.tensors[t].shape for t in node.inputs]
-        shapes += [fg.tensors[t].shape for t in node.reads.values()]
-        if any(s is None for s in shapes):
+        known = [fg.tensors[t].shape for t in (*node.inputs, *node.reads.values())]
+        shapes = [s for s in known if s is not None]
+        if len(shapes) != len(known):
             continue
         spec = REGISTRY[node.kind]
         try:
