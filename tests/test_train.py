@@ -44,15 +44,17 @@ def gaussian_nll(train: torch.Tensor, test: torch.Tensor) -> float:
     return -mvn.log_prob(test).mean().item()
 
 
-def test_moons_train_sample_eval_plot_and_beat_a_gaussian(tmp_path):
+def test_moons_train_sample_eval_plot_and_beat_a_gaussian(tmp_path, capsys):
     out = tmp_path / "moons"
-    r = run("train", REALNVP, "--data", "moons", "--steps", "300", "--batch", "128", "--lr",
-            "3e-3", "--eval-every", "100", "--log-every", "100", "--out", str(out))  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    args = ["train", REALNVP, "--data", "moons", "--steps", "300", "--batch", "128", "--lr",
+            "3e-3", "--eval-every", "100", "--log-every", "100", "--out", str(out)]  # fmt: skip
+    code = main(args)
+    shown = capsys.readouterr()
+    assert code == 0, shown.err
     assert (out / "last.pt").is_file() and (out / "best.pt").is_file()
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,loss,val_nll") and len(rows) == 4
-    assert "step 300/300" in r.stdout  # plain lines: stderr is not a terminal
+    assert "step 300/300" in shown.out  # plain lines: stderr is not a terminal
     saved = torch.load(out / "last.pt", weights_only=True)["train"]
     assert saved["step"] == 300 and "state" in saved["optimizer"]
 
@@ -62,23 +64,24 @@ def test_moons_train_sample_eval_plot_and_beat_a_gaussian(tmp_path):
     val_nll = float(rows[-1].split(",")[2])
     assert val_nll < gaussian_nll(train, val) - 0.3  # the Gaussian is ~2.6 nats here
 
-    r = run("eval", str(out / "best.pt"))
+    r = run("sample", str(out), "-n", "7", "-o", str(tmp_path / "s.npy"), "--seed", "1")
     assert r.returncode == 0, r.stderr
-    assert "held-out NLL on moons (2000 samples)" in r.stdout and "±" in r.stdout
-    for suffix in (".npy", ".npz", ".csv"):
+    # the rest in-process (each subprocess pays torch's import)
+    assert main(["eval", str(out / "best.pt")]) == 0
+    shown = capsys.readouterr().out
+    assert "held-out NLL on moons (2000 samples)" in shown and "±" in shown
+    for suffix in (".npz", ".csv"):
         target = tmp_path / f"s{suffix}"
-        r = run("sample", str(out), "-n", "7", "-o", str(target), "--seed", "1")
-        assert r.returncode == 0, r.stderr
+        assert main(["sample", str(out), "-n", "7", "-o", str(target), "--seed", "1"]) == 0
     assert np.load(tmp_path / "s.npy").shape == (7, 2)
     assert np.load(tmp_path / "s.npz")["samples"].shape == (7, 2)
     np.testing.assert_allclose(np.loadtxt(tmp_path / "s.csv", delimiter=","),
                                np.load(tmp_path / "s.npy"), rtol=1e-6)  # fmt: skip
-    r = run("plot", str(out), "-o", str(tmp_path / "m.png"))
-    assert r.returncode == 0, r.stderr
+    assert main(["plot", str(out), "-o", str(tmp_path / "m.png")]) == 0
     assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_sigint_then_resume_equals_an_uninterrupted_run(tmp_path):
+def test_sigint_then_resume_equals_an_uninterrupted_run(tmp_path, capsys):
     common = ["train", REALNVP, "--data", "moons", "--steps", "120", "--batch", "32",
               "--log-every", "1", "--eval-every", "1000", "--seed", "3"]  # fmt: skip
     full, cut = tmp_path / "full", tmp_path / "cut"
@@ -107,22 +110,21 @@ def test_sigint_then_resume_equals_an_uninterrupted_run(tmp_path):
     r = run(*common, "--out", str(cut), "--resume")
     assert r.returncode == 0, r.stderr
     assert f"resumed from {cut / 'last.pt'} at step {stopped}" in r.stdout
-    r = run(*common, "--out", str(full))
-    assert r.returncode == 0, r.stderr
+    assert main([*common, "--out", str(full)]) == 0  # in-process: the same code path
     a, b = weights(full / "last.pt"), weights(cut / "last.pt")
     assert max((a[k] - b[k]).abs().max().item() for k in a) == 0.0
 
     # a checkpoint of another spec is refused
     other = tmp_path / "other.flow"
     other.write_text(Path(REALNVP).read_text().replace("hidden=[64, 64]", "hidden=[32]"))
-    r = run("train", str(other), "--data", "moons", "--steps", "130", "--out", str(cut),
-            "--resume")  # fmt: skip
-    assert r.returncode == 1 and "cannot resume" in r.stderr and "spec hash" in r.stderr
-    assert "Traceback" not in r.stderr
+    err = _bad(tmp_path, capsys, str(other), "--data", "moons", "--out", str(cut), "--resume")
+    assert "cannot resume" in err and "spec hash" in err
 
 
 def _bad(tmp_path, capsys, *args: str) -> str:
-    code = main(["train", *args, "--steps", "2", "--out", str(tmp_path / "o")])
+    if "--out" not in args:
+        args = (*args, "--out", str(tmp_path / "o"))
+    code = main(["train", *args, "--steps", "200"])
     err = capsys.readouterr().err
     assert code == 1, err
     assert "Traceback" not in err and "crashed" not in err

@@ -19,6 +19,9 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+#: the ``train`` arguments that become :class:`flowspec.train.loop.Options` as they are
+_TRAIN_OPTIONS = ("data", "key", "steps", "epochs", "batch", "lr", "optimizer", "clip")
+_TRAIN_OPTIONS += ("val_fraction", "out", "dtype", "seed", "resume", "eval_every", "log_every")
 
 
 def _positive(kind):
@@ -131,13 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             max_params=args.max_params or None,
         )
         opts = Options(
-            **{
-                k: getattr(args, k)
-                for k in (
-                    "data key steps epochs batch lr optimizer clip val_fraction out dtype "
-                    "seed resume eval_every log_every"
-                ).split()
-            },
+            **{k: getattr(args, k) for k in _TRAIN_OPTIONS},
             device=device,
         )
         return fit(flow, opts)
@@ -147,8 +144,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _checkpoint(path: str) -> Path:
     p = Path(path)
-    return p / "best.pt" if p.is_dir() and (p / "best.pt").exists() else (
-        p / "last.pt" if p.is_dir() else p
+    return (
+        p / "best.pt"
+        if p.is_dir() and (p / "best.pt").exists()
+        else (p / "last.pt" if p.is_dir() else p)
     )
 
 

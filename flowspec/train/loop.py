@@ -211,7 +211,9 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
             if main:
                 if row is not None:
                     metrics.write(row)
-                    text = f"step {step}/{steps} loss {shown:.4f}" + (" bits/dim" if dequant else "")
+                    text = f"step {step}/{steps} loss {shown:.4f}" + (
+                        " bits/dim" if dequant else ""
+                    )
                     if "val_nll" in row:
                         text += f" val_nll {row['val_nll']:.4f}"
                         text += f" val_bpd {row['val_bpd']:.4f}" if dequant else ""
