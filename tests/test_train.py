@@ -202,14 +202,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_process_torchrun_equals_one_process(tmp_path):
-    args = ["train", REALNVP, "--data", "moons", "--steps", "15", "--batch", "64",
-            "--eval-every", "15", "--seed", "5"]  # fmt: skip
+def _torchrun(args: list[str], out: Path) -> str:
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                 "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]  # fmt: skip
     proc = subprocess.Popen(
-        [*torchrun, "-m", "flowspec", *args, "--out", str(tmp_path / "two")],
+        [*torchrun, "-m", "flowspec", *args, "--out", str(out)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -218,13 +215,41 @@ def test_two_process_torchrun_equals_one_process(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     try:
-        out, err = proc.communicate(timeout=180)
+        stdout, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, err
+    return stdout
+
+
+def _max_difference(one: Path, two: Path) -> float:
+    a, b = weights(one / "last.pt"), weights(two / "last.pt")
+    return max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_equals_one_process(tmp_path):
+    args = ["train", REALNVP, "--data", "moons", "--steps", "15", "--batch", "64",
+            "--eval-every", "15", "--seed", "5"]  # fmt: skip
+    out = _torchrun(args, tmp_path / "two")
     assert out.count("trained 15 steps") == 1  # only rank 0 logs
-    r = run(*args, "--out", str(tmp_path / "one"))
-    assert r.returncode == 0, r.stderr
-    a, b = weights(tmp_path / "one" / "last.pt"), weights(tmp_path / "two" / "last.pt")
-    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert _max_difference(tmp_path / "one", tmp_path / "two") < 1e-5
+
+
+@pytest.mark.slow
+def test_two_process_actnorm_initialises_from_the_global_batch(tmp_path):
+    """actnorm initialises from step 1's whole global batch on every rank (a rank's own
+    slice would give loc/scale O(0.1) apart).  A tiny lr: Adam's first steps normalise
+    the near-zero gradients that this initialisation leaves, amplifying rounding."""
+    spec = tmp_path / "actnorm.flow"
+    text = Path(REALNVP).read_text()
+    spec.write_text(text.replace("    x = coupling", "    x = actnorm(x)\n    x = coupling", 1))
+    args = ["train", str(spec), "--data", "moons", "--steps", "3", "--batch", "64",
+            "--lr", "1e-7", "--eval-every", "3", "--seed", "5"]  # fmt: skip
+    _torchrun(args, tmp_path / "two")
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    saved = weights(tmp_path / "one" / "last.pt")
+    assert saved["b0.loc"].abs().max() > 1e-3  # initialised from data, not zero
+    assert _max_difference(tmp_path / "one", tmp_path / "two") < 1e-5

@@ -148,6 +148,9 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
         say(f"resumed from {last} at step {start}")
     if main:
         out.mkdir(parents=True, exist_ok=True)
+    flow.train()
+    if start == 0:
+        _initialise(flow, train_x[batch_indices(opts.seed, 1, n, opts.batch)], opts)
     model: torch.nn.Module = _Objective.build(flow)
     if world > 1:
         model = distributed.wrap(model)
@@ -240,6 +243,21 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
         save(flow, last, train=train_state(step))
         say(f"trained {steps} steps: {last}" + (f", best {best}" if best.exists() else ""))
     return 0
+
+
+def _initialise(flow: Flow, batch: torch.Tensor, opts: Options) -> None:
+    """Run data-dependent initialisation (actnorm's ``initialized`` buffers) on step 1's
+    whole global batch, on every rank alike, before DDP copies the parameters: otherwise
+    each rank would initialise from its own slice and the K-process run would differ
+    from the 1-process one."""
+    import torch
+
+    pending = [b for name, b in flow.named_buffers() if name.endswith("initialized")]
+    if not pending or all(bool(b) for b in pending):
+        return
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(_mix(opts.seed, 1, 0, 1))
+        flow.log_prob(batch.to(opts.device))
 
 
 def _resume(flow: Flow, opt: torch.optim.Optimizer, last: Path) -> tuple[int, float]:
