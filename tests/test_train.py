@@ -253,3 +253,19 @@ def test_two_process_actnorm_initialises_from_the_global_batch(tmp_path):
     saved = weights(tmp_path / "one" / "last.pt")
     assert saved["b0.loc"].abs().max() > 1e-3  # initialised from data, not zero
     assert _max_difference(tmp_path / "one", tmp_path / "two") < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("spec", "data"), [(DIGITS, "digits"), (str(ROOT / "specs" / "maf.flow"), "file")]
+)
+def test_plot_draws_a_sample_grid_or_pairwise_marginals(tmp_path, capsys, spec, data):
+    import flowspec
+
+    if data == "file":
+        data = str(tmp_path / "x.npy")
+        np.save(data, np.random.default_rng(0).normal(size=(300, 5)))
+    flow = flowspec.compile(spec)
+    flowspec.save(flow, tmp_path / "c.pt", train={"options": {"data": data, "seed": 0}})
+    target = tmp_path / "p.svg"
+    assert main(["plot", str(tmp_path / "c.pt"), "-o", str(target)]) == 0, capsys.readouterr()
+    assert target.read_text().lstrip().startswith("<?xml")
