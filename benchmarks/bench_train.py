@@ -73,7 +73,8 @@ def reference_models(d: int) -> dict:
         import zuko
 
         torch.manual_seed(0)
-        z = zuko.flows.RealNVP(features=d, transforms=layers_rnvp, hidden_features=[hidden_rnvp] * 2)
+        hidden = [hidden_rnvp] * 2
+        z = zuko.flows.RealNVP(features=d, transforms=layers_rnvp, hidden_features=hidden)
         out["zuko Real NVP"] = (z, lambda x, f=z: f().log_prob(x))
         torch.manual_seed(0)
         m = zuko.flows.MAF(features=d, transforms=3, hidden_features=[hidden_maf] * 2)
@@ -191,9 +192,18 @@ def ddp_throughput(steps: int = 200) -> tuple[float, float]:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
-            launcher = [sys.executable, "-m", "flowspec"] if k == 1 else [
-                sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "flowspec"]  # fmt: skip
+            launcher = [sys.executable, "-m", "flowspec"]
+            if k == 2:
+                launcher[1:1] = [
+                    "-m",
+                    "torch.distributed.run",
+                    "--nproc_per_node",
+                    "2",
+                    "--master_addr",
+                    "127.0.0.1",
+                    "--master_port",
+                    str(port),
+                ]
             r = subprocess.run([*launcher, *args, "--out", f"{tmp}/{k}"], cwd=ROOT,
                                capture_output=True, text=True, timeout=600)  # fmt: skip
             found = re.findall(r"(\d+) samples/s", r.stdout)
