@@ -156,6 +156,8 @@ def test_bad_data_is_a_clear_error_before_training(tmp_path, capsys):
                      "x = coupling.affine(x, net=mlp(hidden=[8]))\n    output x\n}\n")  # fmt: skip
     err = _bad(tmp_path, capsys, str(logit), "--data", "moons")
     assert "`logit`" in err and "(0, 1)" in err
+    err = _bad(tmp_path, capsys, str(ROOT / "specs" / "conditional_maf.flow"), "--data", "moons")
+    assert "is conditional" in err
 
 
 def test_bad_data_by_subprocess_has_no_traceback(tmp_path):

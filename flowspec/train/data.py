@@ -163,7 +163,7 @@ def validate(data: Data, flow: Flow) -> torch.Tensor:
         raise DataError(
             f"flow `{flow.FLOW_NAME}` is conditional (it declares a context of shape "
             f"{list(flow.context_shape)}): flowspec train fits unconditional flows only; "
-            "train a conditional flow with your own loop (examples/quickstart.py)"
+            "train it with your own loop on flow.log_prob(x, context=y)"
         )
     features = math.prod(shape)
     got = tuple(x.shape[1:])
@@ -197,6 +197,8 @@ def validate(data: Data, flow: Flow) -> torch.Tensor:
                 f"[{low:g}, {high:g}]"
             )
         return x.to(torch.int64)
+    if not x.is_floating_point():  # integer data for a continuous flow
+        x = x.to(torch.float64)
     first = first_block_kind(flow)
     if first in ("logit",):
         low, high = x.min().item(), x.max().item()
