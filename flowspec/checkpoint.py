@@ -7,7 +7,11 @@ A checkpoint is one ``torch.save`` file holding plain data only, so that it load
      "flow_name": str, "spec_hash": str, "spec_text": str, "spec_file": str,
      "flowspec_version": str, "torch_version": str,
      "dtype": "float64" | ... | None, "training": bool,
-     "state_dict": {str: Tensor}}
+     "state_dict": {str: Tensor}, "train": {...}}   # "train" optional
+
+``"train"`` (written by ``flowspec train`` through ``save(..., train=...)``) holds plain
+data for resuming: the optimiser's state_dict, the completed step, the RNG state, the
+data set and the options of the run.
 
 ``spec_hash`` is the flow's ``SPEC_HASH``: a hash of the spec's syntax tree and the
 flow's name, so reformatting a spec or editing its comments keeps it, while any change
@@ -92,7 +96,7 @@ class CheckpointMismatch(CheckpointError):
 # ---------------------------------------------------------------------------- save
 
 
-def save(flow: Flow, path: str | Path) -> None:
+def save(flow: Flow, path: str | Path, *, train: dict[str, Any] | None = None) -> None:
     """Write ``flow``'s weights with the spec it was compiled from to ``path``.
 
     The file is written next to ``path`` and then renamed over it, so an interrupted
@@ -131,6 +135,8 @@ def save(flow: Flow, path: str | Path) -> None:
         "training": bool(flow.training),
         "state_dict": state,
     }
+    if train is not None:
+        payload["train"] = train
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     try:
@@ -215,6 +221,8 @@ def read(path: str | Path) -> dict[str, Any]:
             )
     if data.get("dtype") is not None and data["dtype"] not in DTYPES:
         raise CheckpointError(f"{path}: the checkpoint's dtype is not one of {', '.join(DTYPES)}")
+    if "train" in data and not isinstance(data["train"], dict):
+        raise CheckpointError(f"{path}: the checkpoint's `train` is not a dict")
     for key, value in data["state_dict"].items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{path}: the checkpoint's state_dict holds a non-tensor entry")

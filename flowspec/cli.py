@@ -415,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="print the reference entry of a block kind, code or word")
     p.add_argument("name", metavar="KIND|CODE|WORD")
     p.set_defaults(run=cmd_explain)
+    __import__("flowspec.train.cli").train.cli.register(sub, limits)  # train/eval/sample/plot
     return parser
 
 

@@ -37,3 +37,11 @@ def test_ci_runs_the_readme_test_command():
 def test_readme_setup_installs_torch_first():
     first = re.findall(r"```bash\n(.*?)\n```", README, re.S)[0]
     assert first.index("torch==2.13.0") < first.index("pip install -e .")
+
+
+def test_readme_setup_trains_and_plots_the_reference_spec():
+    first = re.findall(r"```bash\n(.*?)\n```", README, re.S)[0]
+    train = re.search(r"flowspec train (\S+) --data (\w+) .*--out (\S+)", first)
+    assert train and (ROOT / train.group(1)).is_file()
+    assert first.rstrip().endswith(f"flowspec plot {train.group(3)} -o moons.png")
+    assert (ROOT / "examples" / "quickstart.py").is_file()  # the own-loop example stays

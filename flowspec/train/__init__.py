@@ -1,0 +1,1 @@
+"""``flowspec train / eval / sample / plot``: fit a spec to data from the command line."""
