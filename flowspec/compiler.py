@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from flowspec import build
+from flowspec import build, placement
 from flowspec.api import unreadable
 from flowspec.core.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
@@ -92,7 +92,10 @@ def _check_devices(comp: Compilation, flow_name: str) -> None:
                     "E500",
                     f"device `{node.device}` is not available on this machine",
                     node.device_span,
-                    hint="compile with a placement this machine has, or use `on cpu`",
+                    hint=(
+                        f"compile with device_map={{{node.device!r}: 'cpu'}} "
+                        f"(CLI: --device-map {node.device}=cpu), or use `on cpu`"
+                    ),
                 )
             )
     if diags:
@@ -127,6 +130,7 @@ def compile(
     *,
     flow: str | None = None,
     device: str | torch.device | None = None,
+    device_map: dict[str, str] | None = None,
     dtype: torch.dtype | str | None = None,
     jit: bool = False,
     validate: bool = True,
@@ -150,6 +154,11 @@ def compile(
     parameters and buffers, counted on the ``meta`` device before anything is allocated
     (E500); an allocation that fails anyway is an E500 SpecError naming the block.
     ``max_parameters`` is its old name, still accepted.
+
+    ``device_map={"cuda:1": "cuda:0", "cuda": "cpu"}`` renames the devices of the spec's
+    ``on`` regions before code generation (an exact name first, then its type), so a
+    spec written for two GPUs runs on one or on the CPU; transfers are generated only
+    where the mapped devices differ (see :mod:`flowspec.placement`).
     """
     if max_parameters is not _UNSET:
         if max_params != MAX_PARAMS:
@@ -164,6 +173,7 @@ def compile(
         comp,
         flow=flow,
         device=device,
+        device_map=device_map,
         dtype=dtype,
         jit=jit,
         validate=validate,
@@ -176,6 +186,7 @@ def compile_compilation(
     *,
     flow: str | None = None,
     device: str | torch.device | None = None,
+    device_map: dict[str, str] | None = None,
     dtype: torch.dtype | str | None = None,
     jit: bool = False,
     validate: bool = True,
@@ -188,6 +199,10 @@ def compile_compilation(
         name = comp.flow_graph(flow).name
     except FlowNotFound as e:
         raise ValueError(str(e)) from None
+    mapping = placement.check_map(device_map)
+    if mapping:
+        placement.apply_map(comp.flow_graph(name), mapping)
+        comp.__dict__.pop("_generated_cache", None)  # regenerate under the mapped devices
     _check_devices(comp, name)
     dtype = _known_dtype(dtype)
     if device is not None and not _device_available(_known_device(device)):
