@@ -15,6 +15,7 @@ after mapping every region to ``cpu`` the module has no transfer at all.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -115,3 +116,51 @@ def transfers(fg: FlowGraph) -> list[Transfer]:
         if where.get(tid) is not None:
             out.append(Transfer("forward", tid, where[tid], None))
     return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device-map FROM=TO`` (repeatable or a comma list) on a subcommand; the value
+    is read back with :func:`device_map_of` (``flowspec train`` registers it the same
+    way and passes ``device_map=device_map_of(args)`` to ``flowspec.compile``)."""
+    parser.add_argument(
+        "--device-map",
+        action="append",
+        metavar="FROM=TO",
+        help="rename a spec device, e.g. cuda:1=cpu or cuda=cpu (repeatable, or a comma list)",
+    )
+
+
+def device_map_of(args: argparse.Namespace) -> dict[str, str]:
+    """The parsed ``--device-map`` of ``args`` (a ValueError for a malformed entry)."""
+    return parse_device_map(getattr(args, "device_map", None))
+
+
+def plan_text(fg: FlowGraph) -> str:
+    """The placement plan as text: blocks per device and each forward transfer with its
+    tensor's shape and bytes per sample at float32 (``inverse`` crosses the same edges
+    the other way)."""
+    from flowspec.summary import parameter_counts
+
+    per_device: dict[str, list[int]] = {}
+    for node, params in zip(fg.blocks(), parameter_counts(fg), strict=True):
+        key = node.device or "(default)"
+        blocks, total = per_device.get(key, [0, 0])
+        per_device[key] = [blocks + 1, total + params]
+    lines = [
+        "placement: "
+        + ", ".join(f"{d}: {n} blocks, {p} params" for d, (n, p) in per_device.items())
+    ]
+    moves = transfers(fg)
+    if not moves:
+        lines.append("transfers: none")
+    for t in moves:
+        tensor = fg.tensors.get(t.tensor)
+        shape = tensor.shape if tensor is not None else None
+        label = tensor.name if tensor is not None else t.tensor
+        numel = 1
+        for s in shape or ():
+            numel *= int(s)
+        where = f"{t.source or '(input device)'} -> {t.dest or '(input device)'}"
+        shown = "x".join(str(s) for s in shape) if shape else "?"
+        lines.append(f"transfer {label} [{shown}] {where}, {4 * numel} bytes/sample")
+    return "\n".join(lines)

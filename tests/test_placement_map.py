@@ -132,3 +132,41 @@ def test_parse_device_map() -> None:
 def test_placement_module_is_torch_free() -> None:
     code = "import sys, flowspec.placement; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _cli(*args: str, spec: str, tmp_path) -> subprocess.CompletedProcess:
+    path = tmp_path / "r.flow"
+    path.write_text(spec)
+    return subprocess.run(
+        [sys.executable, "-m", "flowspec", *args, str(path)], capture_output=True, text=True
+    )
+
+
+def test_cli_summary_shows_the_plan(tmp_path) -> None:
+    r = _cli(
+        "summary",
+        "--device-map",
+        "cuda:1=cpu",
+        "--device-map",
+        "cuda:0=meta",
+        spec=REGIONS,
+        tmp_path=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "cpu: 2 blocks, 8 params" in r.stdout and "meta: 1 blocks, 60 params" in r.stdout
+    moves = [line for line in r.stdout.splitlines() if line.startswith("transfer ")]
+    assert moves == [
+        "transfer x [4] (input device) -> cpu, 16 bytes/sample",
+        "transfer x [4] cpu -> meta, 16 bytes/sample",
+        "transfer x [4] meta -> cpu, 16 bytes/sample",
+        "transfer x [4] cpu -> (input device), 16 bytes/sample",
+    ]
+
+
+def test_cli_compile_maps_devices_and_rejects_bad_map(tmp_path) -> None:
+    r = _cli("compile", "--device-map", "cuda=cpu", spec=REGIONS, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "'cuda:1'" not in r.stdout and "'cuda:0'" not in r.stdout
+    r = _cli("compile", "--device-map", "gpu=cpu", spec=REGIONS, tmp_path=tmp_path)
+    assert r.returncode == 2 and "'gpu' is not a device" in r.stderr
+    assert "Traceback" not in r.stderr
