@@ -200,6 +200,9 @@ def compile_compilation(
     except FlowNotFound as e:
         raise ValueError(str(e)) from None
     mapping = placement.check_map(device_map)
+    meta = device is not None and _known_device(device) == "meta"
+    if meta:  # a dry run: every region on meta too, so the module never leaves it
+        mapping.update({n.device: "meta" for n in comp.flow_graph(name).blocks() if n.device})
     if mapping:
         placement.apply_map(comp.flow_graph(name), mapping)
         comp.__dict__.pop("_generated_cache", None)  # regenerate under the mapped devices
@@ -209,6 +212,14 @@ def compile_compilation(
         raise ValueError(f"compile(device={str(device)!r}): that device is not available here")
     cls = build_class(comp, name)
     fg = comp.flow_graph(name)
+    if meta:
+        # built on meta from the start: no parameter memory, no size guard needed
+        with torch.device("meta"):
+            module = build.construct(cls, fg, comp.sources)
+        if dtype is not None:
+            module.to(dtype=dtype)
+        module.validate = validate
+        return module
     sizes = build.check_size(cls, fg, comp.sources, max_params)
     module = build.construct(cls, fg, comp.sources, sizes)
     if device is not None or dtype is not None:
