@@ -197,6 +197,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     _map_devices(comp, args)
     print(summary_table(comp, comp.flow_graph(args.flow), max_params=limit))
     print(placement.plan_text(comp.flow_graph(args.flow)))
+    if args.meta:
+        print(placement.meta_text(comp, args.flow))
     return EXIT_OK
 
 
@@ -382,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--flow")
     placement.add_arguments(p)
+    p.add_argument(
+        "--meta", action="store_true", help="also build the module on the meta device (a dry run)"
+    )
     p.set_defaults(run=cmd_summary)
 
     p = sub.add_parser(

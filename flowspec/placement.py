@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from flowspec.checks.placement import valid_device
 
 if TYPE_CHECKING:
+    from flowspec.driver import Compilation
     from flowspec.ir.graph import FlowGraph
 
 #: bound on the number of entries of one device map
@@ -164,3 +165,17 @@ def plan_text(fg: FlowGraph) -> str:
         shown = "x".join(str(s) for s in shape) if shape else "?"
         lines.append(f"transfer {label} [{shown}] {where}, {4 * numel} bytes/sample")
     return "\n".join(lines)
+
+
+def meta_text(comp: Compilation, flow: str | None) -> str:
+    """``summary --meta``: build the module on the meta device (no parameter memory) and
+    report its parameter count beside the static one (imports torch)."""
+    from flowspec.compiler import compile_compilation
+    from flowspec.summary import parameter_counts
+
+    fg = comp.flow_graph(flow)
+    module = compile_compilation(comp, flow=fg.name, device="meta", max_params=None)
+    built = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    static = sum(parameter_counts(fg))
+    same = "equal to" if built == static else "DIFFERENT from"
+    return f"meta build: {built:,} parameters, {same} the static count {static:,}"

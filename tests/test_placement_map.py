@@ -170,3 +170,9 @@ def test_cli_compile_maps_devices_and_rejects_bad_map(tmp_path) -> None:
     r = _cli("compile", "--device-map", "gpu=cpu", spec=REGIONS, tmp_path=tmp_path)
     assert r.returncode == 2 and "'gpu' is not a device" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_cli_summary_meta_reports_the_built_count(tmp_path) -> None:
+    r = _cli("summary", "--meta", spec=REGIONS, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "meta build: 68 parameters, equal to the static count 68" in r.stdout
