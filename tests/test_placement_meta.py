@@ -36,7 +36,8 @@ flow big {{
 
 def analytic(k: int, h: int) -> int:
     """Glow parameters by hand: per step at c channels, actnorm 2c, invconv (LU) 2c²+c
-    (L and U stored as full c×c matrices, masked in use, and log s), coupling conv c/2→h→h→c (3×3, 1×1, 3×3)."""
+    (L and U stored as full c×c matrices, masked in use, and log s), coupling conv
+    c/2→h→h→c (3×3, 1×1, 3×3)."""
     total = 0
     for c in (12, 24, 48):
         a = c // 2
