@@ -6,8 +6,9 @@ The Glow of issue 13 (3×256×256, 3 levels × 48 steps, conv hidden 1024; 207,3
 parameters) compiled with ``device="meta"``, against the same flow compiled on the CPU
 with hidden 64 (1/16 of the width).  Each run is a fresh subprocess (so peak RSS, from
 ``resource.getrusage``, is of the whole process, torch import included); the two are run
-in interleaved repeats and the table gives medians.  Also: ``compile(device="meta")`` of every flow in specs/ (what ``flowspec summary
---meta`` builds), total time in one process.
+in interleaved repeats and the table gives medians.  Also: ``compile(device="meta")``
+of every flow in specs/ (what ``flowspec summary --meta`` builds), total time in one
+process.
 """
 
 from __future__ import annotations
