@@ -27,6 +27,12 @@ REGIONS = BODY.format(
 )
 
 
+def _tensor_moves(source: str, method: str) -> str:
+    """The lines of one generated method that move a tensor (not ladj)."""
+    body = source.split(f"def {method}(")[1].split("\n    def ")[0]
+    return "\n".join(line for line in body.splitlines() if "ladj" not in line)
+
+
 def _flat(value) -> list[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         return [value]
@@ -55,7 +61,7 @@ def test_all_regions_mapped_to_cpu_is_bit_identical_to_no_regions() -> None:
     # one device everywhere: no transfer between blocks, only the entry to the mapped
     # device and the way back to the caller's (no-ops when the caller is on the CPU)
     source = type(mapped).GENERATED_SOURCE
-    body = source.split("def forward(")[1].split("\n    def ")[0]
+    body = _tensor_moves(source, "forward")
     assert body.count(".to('cpu')") == 1 and body.count(".to(home)") == 1
 
 
@@ -84,10 +90,18 @@ def test_generated_transfers_are_exactly_the_plan() -> None:
     ]
     source = comp.generate()
     for method in ("forward", "inverse", "transform", "inverse_transform"):
-        body = source.split(f"def {method}(")[1].split("\n    def ")[0]
+        body = _tensor_moves(source, method)
         assert body.count(".to('cpu')") == 2, method
         assert body.count(".to('meta')") == 1, method
         assert body.count(".to(home)") == 1, method
+    # ladj accumulates on the output device: each placed block's term moved there once
+    forward = source.split("def forward(")[1].split("\n    def ")[0]
+    assert [line.strip() for line in forward.splitlines() if "ladj" in line] == [
+        "x, ladj = self.b0(x)",
+        "ladj = ladj.to(home)",
+        "ladj = ladj + l.to(home)",
+        "return x, ladj",
+    ]
 
 
 def test_unmapped_region_keeps_its_transfers_and_same_device_has_none() -> None:
