@@ -190,3 +190,23 @@ def test_cli_summary_meta_reports_the_built_count(tmp_path) -> None:
     r = _cli("summary", "--meta", spec=REGIONS, tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "meta build: 68 parameters, equal to the static count 68" in r.stdout
+
+
+PING = """flow f {{
+    input x: [4]
+    context y: [2]
+    on "cuda:0" {{ x = coupling.affine(x, cond=y, net=mlp(hidden=[8])) }}
+    {mid}x = coupling.affine(x, cond=y, net=mlp(hidden=[8])){end}
+    on "cuda:0" {{ x = coupling.affine(x, cond=y, net=mlp(hidden=[8]), mask=alternate) }}
+    output x
+}}
+"""
+
+
+def test_w106_cond_tensor_moving_back_and_forth() -> None:
+    diags = flowspec.check(PING.format(mid='on "cuda:1" { ', end=" }"))
+    w = [d for d in diags if d.code == "W106"]
+    assert len(w) == 1 and "`y` moves back to `cuda:0`" in w[0].message
+    assert w[0].span.line == 6
+    same = flowspec.check(PING.format(mid='on "cuda:0" { ', end=" }"))
+    assert not [d for d in same if d.code == "W106"]
