@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from flowspec import placement
 from flowspec.core.diagnostics import (
     has_errors,
     render_concise,
@@ -143,6 +144,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         return status
     if args.weights is not None:
         return _compile_with_weights(comp, args)
+    _map_devices(comp, args)
     source = comp.generate(args.flow)
     return _write_output(source, args.output)
 
@@ -192,8 +194,21 @@ def cmd_summary(args: argparse.Namespace) -> int:
         return status
     from flowspec.summary import summary_table
 
+    _map_devices(comp, args)
     print(summary_table(comp, comp.flow_graph(args.flow), max_params=limit))
+    print(placement.plan_text(comp.flow_graph(args.flow)))
+    if args.meta:
+        print(placement.meta_text(comp, args.flow))
     return EXIT_OK
+
+
+def _map_devices(comp: Compilation, args: argparse.Namespace) -> None:
+    """Apply ``--device-map`` to the flow's graph before codegen / the plan."""
+    try:
+        mapping = placement.device_map_of(args)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    placement.apply_map(comp.flow_graph(args.flow), mapping)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -362,11 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="a flowspec.save checkpoint of this spec: refused if saved from another spec; "
         "its weights are written beside -o as a .pt state_dict",
     )
+    placement.add_arguments(p)
     p.set_defaults(run=cmd_compile)
 
     p = sub.add_parser("summary", parents=limits, help="a table of the flow's blocks")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--flow")
+    placement.add_arguments(p)
+    p.add_argument(
+        "--meta", action="store_true", help="also build the module on the meta device (a dry run)"
+    )
     p.set_defaults(run=cmd_summary)
 
     p = sub.add_parser(

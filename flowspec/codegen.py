@@ -234,12 +234,15 @@ def _method(
             w(f"        {targets} = self.{block.attr}.{fn}({call})")
         else:
             fn = ".inverse" if block_inverse else ""
+            # ladj accumulates on the output device (home), each term moved there once
+            moved = ".to(home)" if placed and node.device is not None else ""
             if not have_ladj:
                 w(f"        {targets}, ladj = self.{block.attr}{fn}({call})")
+                if moved:
+                    w(f"        ladj = ladj{moved}")
                 have_ladj = True
             else:
                 w(f"        {targets}, l = self.{block.attr}{fn}({call})")
-                moved = ".to(ladj.device)" if placed and node.device is not None else ""
                 w(f"        ladj = ladj + l{moved}")
         for t in gives:
             where[t] = node.device

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from flowspec import build
+from flowspec import build, placement
 from flowspec.api import unreadable
 from flowspec.core.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
@@ -92,7 +92,10 @@ def _check_devices(comp: Compilation, flow_name: str) -> None:
                     "E500",
                     f"device `{node.device}` is not available on this machine",
                     node.device_span,
-                    hint="compile with a placement this machine has, or use `on cpu`",
+                    hint=(
+                        f"compile with device_map={{{node.device!r}: 'cpu'}} "
+                        f"(CLI: --device-map {node.device}=cpu), or use `on cpu`"
+                    ),
                 )
             )
     if diags:
@@ -127,6 +130,7 @@ def compile(
     *,
     flow: str | None = None,
     device: str | torch.device | None = None,
+    device_map: dict[str, str] | None = None,
     dtype: torch.dtype | str | None = None,
     jit: bool = False,
     validate: bool = True,
@@ -150,6 +154,11 @@ def compile(
     parameters and buffers, counted on the ``meta`` device before anything is allocated
     (E500); an allocation that fails anyway is an E500 SpecError naming the block.
     ``max_parameters`` is its old name, still accepted.
+
+    ``device_map={"cuda:1": "cuda:0", "cuda": "cpu"}`` renames the devices of the spec's
+    ``on`` regions before code generation (an exact name first, then its type), so a
+    spec written for two GPUs runs on one or on the CPU; transfers are generated only
+    where the mapped devices differ (see :mod:`flowspec.placement`).
     """
     if max_parameters is not _UNSET:
         if max_params != MAX_PARAMS:
@@ -164,6 +173,7 @@ def compile(
         comp,
         flow=flow,
         device=device,
+        device_map=device_map,
         dtype=dtype,
         jit=jit,
         validate=validate,
@@ -176,6 +186,7 @@ def compile_compilation(
     *,
     flow: str | None = None,
     device: str | torch.device | None = None,
+    device_map: dict[str, str] | None = None,
     dtype: torch.dtype | str | None = None,
     jit: bool = False,
     validate: bool = True,
@@ -188,12 +199,27 @@ def compile_compilation(
         name = comp.flow_graph(flow).name
     except FlowNotFound as e:
         raise ValueError(str(e)) from None
+    mapping = placement.check_map(device_map)
+    meta = device is not None and _known_device(device) == "meta"
+    if meta:  # a dry run: every region on meta too, so the module never leaves it
+        mapping.update({n.device: "meta" for n in comp.flow_graph(name).blocks() if n.device})
+    if mapping:
+        placement.apply_map(comp.flow_graph(name), mapping)
+        comp.__dict__.pop("_generated_cache", None)  # regenerate under the mapped devices
     _check_devices(comp, name)
     dtype = _known_dtype(dtype)
     if device is not None and not _device_available(_known_device(device)):
         raise ValueError(f"compile(device={str(device)!r}): that device is not available here")
     cls = build_class(comp, name)
     fg = comp.flow_graph(name)
+    if meta:
+        # built on meta from the start: no parameter memory, no size guard needed
+        with torch.device("meta"):
+            module = build.construct(cls, fg, comp.sources)
+        if dtype is not None:
+            module.to(dtype=dtype)
+        module.validate = validate
+        return module
     sizes = build.check_size(cls, fg, comp.sources, max_params)
     module = build.construct(cls, fg, comp.sources, sizes)
     if device is not None or dtype is not None:

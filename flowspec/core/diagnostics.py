@@ -123,6 +123,12 @@ CODES: dict[str, Code] = {
             "bad-suppression",
             "a `# flowspec: ignore[...]` comment naming an unknown code, an error, or no code",
         ),
+        Code(
+            "W106",
+            "device-ping-pong",
+            "a `cond=` tensor or a split output moved back to a device it already left: a "
+            "transfer per call that a different region boundary would avoid",
+        ),
     )
 }
 

@@ -35,6 +35,9 @@ class _InvertibleMatrix(Bijection):
 
     def _init_matrix(self, d: int, lu: bool) -> None:
         self.lu = lu
+        if torch.empty(0).device.type == "meta":  # a dry run: shapes only, no QR/LU work
+            self._init_meta(d, lu)
+            return
         q, _ = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64))
         if not lu:
             self.weight = nn.Parameter(q.to(torch.get_default_dtype()))
@@ -51,6 +54,21 @@ class _InvertibleMatrix(Bijection):
         self.lower = nn.Parameter(lower.tril(-1).to(dtype))
         self.upper = nn.Parameter(upper.triu(1).to(dtype))
         self.log_s = nn.Parameter(diag.abs().log().to(dtype))
+
+    def _init_meta(self, d: int, lu: bool) -> None:
+        """The parameters and buffers of :meth:`_init_matrix` with their shapes and
+        dtypes only (built under ``torch.device("meta")``, issue 13)."""
+        dtype = torch.get_default_dtype()
+        if not lu:
+            self.weight = nn.Parameter(torch.empty(d, d, dtype=dtype))
+            return
+        self.register_buffer("perm", torch.empty(d, dtype=torch.long))
+        self.register_buffer("inverse_perm", torch.empty(d, dtype=torch.long))
+        self.register_buffer("sign", torch.empty(d, dtype=dtype))
+        self.register_buffer("eye", torch.empty(d, d, dtype=dtype), persistent=False)
+        self.lower = nn.Parameter(torch.empty(d, d, dtype=dtype))
+        self.upper = nn.Parameter(torch.empty(d, d, dtype=dtype))
+        self.log_s = nn.Parameter(torch.empty(d, dtype=dtype))
 
     def _factors(self) -> tuple[Tensor, Tensor]:
         """(L, U) with unit-diagonal L and U carrying sign·exp(log_s) on its diagonal."""
