@@ -436,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="KIND|CODE|WORD")
     p.set_defaults(run=cmd_explain)
     __import__("flowspec.train.cli").train.cli.register(sub, limits)  # train/eval/sample/plot
+    __import__("flowspec.bounds").bounds.register(sub, limits)
     return parser
 
 
