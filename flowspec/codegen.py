@@ -333,6 +333,9 @@ def generate(
     w(f"    DIRECTION = {literal(fg.direction)}")
     w(f"    LATENT = {literal(fg.latent_choice)}")
     w(f"    DEQUANTIZE = {literal(fg.dequantize_choice)}")
+    # the kind of the block that reads the data (for the trainer's domain checks)
+    readers = [b.node.kind for b in blocks if data[0] in b.node.inputs]
+    w(f"    DATA_READER = {literal(readers[0] if len(readers) == 1 and not generative else None)}")
     devices = {b.attr: b.node.device for b in blocks if b.node.device is not None}
     w(f"    DEVICES = {literal(devices)}")
     w(f"    BLOCK_LINES = {literal({b.attr: located(b.node) for b in blocks})}")

@@ -149,7 +149,10 @@ def plan_text(fg: FlowGraph) -> str:
         per_device[key] = [blocks + 1, total + params]
     lines = [
         "placement: "
-        + ", ".join(f"{d}: {n} blocks, {p} params" for d, (n, p) in per_device.items())
+        + "; ".join(
+            f"{d}: {n} block{'s' if n != 1 else ''}, {p:,} parameters"
+            for d, (n, p) in per_device.items()
+        )
     ]
     moves = transfers(fg)
     if not moves:

@@ -167,7 +167,7 @@ def test_cli_summary_shows_the_plan(tmp_path) -> None:
         tmp_path=tmp_path,
     )
     assert r.returncode == 0, r.stderr
-    assert "cpu: 2 blocks, 8 params" in r.stdout and "meta: 1 blocks, 60 params" in r.stdout
+    assert "cpu: 2 blocks, 8 parameters" in r.stdout and "meta: 1 block, 60 parameters" in r.stdout
     moves = [line for line in r.stdout.splitlines() if line.startswith("transfer ")]
     assert moves == [
         "transfer x [4] (input device) -> cpu, 16 bytes/sample",

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+import flowspec
 from flowspec.cli import main
+from flowspec.train.data import Data, DataError, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 REALNVP = str(ROOT / "specs" / "realnvp.flow")
@@ -158,6 +160,32 @@ def test_bad_data_is_a_clear_error_before_training(tmp_path, capsys):
     assert "`logit`" in err and "(0, 1)" in err
     err = _bad(tmp_path, capsys, str(ROOT / "specs" / "conditional_maf.flow"), "--data", "moons")
     assert "is conditional" in err
+
+
+def test_the_domain_check_reads_the_block_not_the_text():
+    """Only the block that reads the data sets the domain: a comment that mentions
+    `logit` or a `logit` after a split does not refuse data outside (0, 1)."""
+
+    commented = (
+        "flow c {\n    input x: [2]\n    # x = logit(x) was tried here\n"
+        "    x = coupling.affine(x, net=mlp(hidden=[8]))\n    output x\n}\n"
+    )
+    after_split = (
+        "flow s {\n    input x: [2]\n    a, b = split(x)\n    a = logit(a)\n"
+        "    x = concat(a, b)\n    x = coupling.affine(x, net=mlp(hidden=[8]))\n"
+        "    output x\n}\n"
+    )
+    data = torch.tensor([[-3.0, 2.0], [0.5, 0.5]])
+    for text in (commented, after_split):
+        flow = flowspec.compile(text)
+        assert torch.equal(validate(Data(data, "data"), flow), data)
+    first = flowspec.compile(
+        "flow l {\n    input x: [2]\n    x = logit(x)\n"
+        "    x = coupling.affine(x, net=mlp(hidden=[8]))\n    output x\n}\n"
+    )
+    assert type(first).DATA_READER == "logit"
+    with pytest.raises(DataError, match=r"needs values in \(0, 1\)"):
+        validate(Data(data, "data"), first)
 
 
 def test_bad_data_by_subprocess_has_no_traceback(tmp_path):

@@ -52,6 +52,7 @@ class Flow(nn.Module):
     OUTPUT_SHAPES: tuple[tuple[int, ...], ...] = ()
     LATENT: Choice = Choice("normal")
     DEQUANTIZE: Choice | None = None
+    DATA_READER: str | None = None  # the kind of the one block that reads the data
     CONTEXT_SHAPE: tuple[int, ...] | None = None
     DIRECTION: str = "normalizing"
     #: block attribute → ``line 5`` (its spec location), for run-time errors

@@ -211,12 +211,9 @@ def validate(data: Data, flow: Flow) -> torch.Tensor:
 
 
 def first_block_kind(flow: Flow) -> str | None:
-    """The kind of the flow's first block, from its stored spec (``None`` if unknown)."""
-    import re
-
-    text = type(flow).SPEC_TEXT or ""
-    match = re.search(r"=\s*([a-z_][a-z_0-9.]*)\s*\(", text)
-    return match.group(1) if match else None
+    """The kind of the one block that reads the data (``None`` when several do, when the
+    flow is generative, or for a module compiled before flowspec recorded it)."""
+    return type(flow).DATA_READER
 
 
 def split(x: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
