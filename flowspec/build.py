@@ -137,10 +137,9 @@ def place(
     """Move the blocks no ``on`` places to ``device`` / ``dtype``, an allocation failure
     (a copy to a full GPU) reported as for :func:`construct`."""
     blocks = fg.blocks()
-    for attr, child in module.named_children():
-        placed = type(module).DEVICES.get(attr)
+    for attr, _ in module.named_children():
         try:
-            child.to(device=placed or device, dtype=dtype)
+            module.place_block(attr, device, dtype)
         except ALLOCATION_ERRORS as e:
             i = int(attr[1:]) if attr[1:].isdigit() and int(attr[1:]) < len(blocks) else 0
             raise _failure(blocks[i], sizes[i] if sizes else None, e, sources) from e

@@ -256,6 +256,7 @@ def load_compiled(
     given: Compilation | None,
     *,
     device: str | torch.device | None = None,
+    device_map: dict[str, str] | None = None,
     max_parameters: int | None = MAX_PARAMETERS,
 ) -> Flow:
     """:func:`load`, with the spec to check against already read (the CLI reads it with
@@ -323,7 +324,12 @@ def load_compiled(
             )
     dtype = None if data["dtype"] is None else getattr(torch, data["dtype"])
     flow = compile_compilation(
-        comp, flow=name, device=device, dtype=dtype, max_params=max_parameters
+        comp,
+        flow=name,
+        device=device,
+        device_map=device_map,
+        dtype=dtype,
+        max_params=max_parameters,
     )
     try:
         flow.load_state_dict(data["state_dict"])

@@ -45,6 +45,11 @@ class UsageError(Exception):
     """A mistake in the command line (a missing file, a bad flag)."""
 
 
+class _Refused(Exception):
+    """A valid command the spec cannot honour (``--dtype float16`` with a block that
+    cannot run in it): exit 1, like a spec error."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse exits 2 itself; keep one exit point
         raise UsageError(message)
@@ -195,20 +200,31 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from flowspec.summary import summary_table
 
     _map_devices(comp, args)
-    print(summary_table(comp, comp.flow_graph(args.flow), max_params=limit))
-    print(placement.plan_text(comp.flow_graph(args.flow)))
+    fg = comp.flow_graph(args.flow)
+    print(summary_table(comp, fg, max_params=limit, dtype=args.dtype))
+    print(placement.plan_text(fg, args.dtype))
     if args.meta:
         print(placement.meta_text(comp, args.flow))
     return EXIT_OK
 
 
 def _map_devices(comp: Compilation, args: argparse.Namespace) -> None:
-    """Apply ``--device-map`` to the flow's graph before codegen / the plan."""
+    """Apply ``--device-map``, ``--device`` and ``--dtype`` to the flow's graph before
+    codegen / the plan (a UsageError for a malformed map or device, a
+    :class:`_Refused` for a dtype a block cannot run in)."""
     try:
         mapping = placement.device_map_of(args)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    placement.apply_map(comp.flow_graph(args.flow), mapping)
+    fg = comp.flow_graph(args.flow)
+    placement.apply_map(fg, mapping)
+    device, dtype = getattr(args, "device", None), getattr(args, "dtype", None)
+    if device is not None and not placement.valid_device(device):
+        raise UsageError(f"--device {device!r}: not a device (cpu, cuda, cuda:N, mps, meta)")
+    try:
+        placement.apply_defaults(fg, device, dtype)
+    except ValueError as e:
+        raise _Refused(str(e)) from None
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -418,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", parents=limits, help="check a compiled flow's numbers")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    placement.add_arguments(p, device=False, dtype=False)
     p.add_argument("--samples", type=int, default=4, metavar="N", help="random inputs")
     p.add_argument("--draws", type=int, default=200, metavar="N", help="estimates per estimator")
     p.add_argument("--seed", type=int, default=0, metavar="S")
@@ -457,6 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         sys.stderr.write(f"flowspec: error: {e}\n")
         return EXIT_USAGE
+    except _Refused as e:
+        sys.stderr.write(f"flowspec: error: {e}\n")
+        return EXIT_ERRORS
     except FlowNotFound as e:
         sys.stderr.write(f"flowspec: error: {e}\n")
         return EXIT_USAGE

@@ -338,6 +338,9 @@ def generate(
     w(f"    DATA_READER = {literal(readers[0] if len(readers) == 1 and not generative else None)}")
     devices = {b.attr: b.node.device for b in blocks if b.node.device is not None}
     w(f"    DEVICES = {literal(devices)}")
+    if fg.default_device is not None or fg.dtype is not None:  # --device / --dtype
+        w(f"    DEFAULT_DEVICE = {literal(fg.default_device)}")
+        w(f"    DTYPE = {literal(fg.dtype)}")
     w(f"    BLOCK_LINES = {literal({b.attr: located(b.node) for b in blocks})}")
     w("")
     w("    def __init__(self) -> None:")
@@ -351,7 +354,9 @@ def generate(
         if REGISTRY[node.kind].inverse_class(node.options) == "iterative":
             where_ = f"{node.kind} at {node.span}"
             w(f"        self.{b.attr}.name = {literal(where_)}  # named in run-time errors")
-    if placed:
+    if fg.default_device is not None or fg.dtype is not None:
+        w("        self.place(self.DEFAULT_DEVICE, self.DTYPE)")
+    elif placed:
         w("        for name, device in self.DEVICES.items():")
         w("            getattr(self, name).to(device)")
     w("")

@@ -12,6 +12,7 @@ from flowspec import build, placement
 from flowspec.api import unreadable
 from flowspec.core.diagnostics import Diagnostic, SpecError
 from flowspec.driver import Compilation, FlowNotFound
+from flowspec.ir.graph import FlowGraph
 from flowspec.kinds.limits import MAX_PARAMS
 from flowspec.runtime import validate as _validate
 from flowspec.runtime.flow import _CHECKS, Flow
@@ -36,30 +37,26 @@ def _known_device(device: str | torch.device) -> str:
     return text
 
 
-def _known_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """``dtype`` (a torch dtype or its name, ``"float64"``) if every block kind runs in
-    it, else a ValueError saying which ones do."""
+def _known_dtype(dtype: torch.dtype | str | None, fg: FlowGraph) -> torch.dtype | None:
+    """``dtype`` (a torch dtype or its name, ``"bfloat16"``) if every block of ``fg`` runs
+    in it, else a ValueError naming the first block that does not, where, and why."""
     if dtype is None:
         return None
     given = dtype
+    names = "torch.float32, torch.float64, torch.bfloat16 or torch.float16"
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype.removeprefix("torch."), None)
     if not isinstance(dtype, torch.dtype):
-        raise ValueError(
-            f"compile(dtype={given!r}): not a torch dtype; use torch.float32 or torch.float64"
-        )
-    if not dtype.is_floating_point or dtype.is_complex:
-        raise ValueError(
-            f"compile(dtype={given!r}): flows run in torch.float32 or torch.float64, and "
-            f"{dtype} is not a real floating-point dtype"
-        )
+        raise ValueError(f"compile(dtype={given!r}): not a torch dtype; use {names}")
     if dtype not in _validate.DTYPES:
         raise ValueError(
-            f"compile(dtype={given!r}): flows run in torch.float32 or torch.float64; {dtype} "
-            "is not supported (LU factors, log-determinants and the iterative inverses need "
-            "at least single precision); for mixed precision wrap a float32 flow in "
-            "torch.autocast"
+            f"compile(dtype={given!r}): flows run in {names}; {dtype} is not a real "
+            "floating-point dtype they support"
         )
+    short = str(dtype).removeprefix("torch.")
+    problem = placement.dtype_problem(fg, short)
+    if problem is not None:
+        raise ValueError(f"compile(dtype={short}): {problem}")
     return dtype
 
 
@@ -203,13 +200,19 @@ def compile_compilation(
     meta = device is not None and _known_device(device) == "meta"
     if meta:  # a dry run: every region on meta too, so the module never leaves it
         mapping.update({n.device: "meta" for n in comp.flow_graph(name).blocks() if n.device})
+        if comp.flow_graph(name).default_device is not None:  # --device, as the regions
+            comp.flow_graph(name).default_device = "meta"
+            comp.__dict__.pop("_generated_cache", None)
     if mapping:
         placement.apply_map(comp.flow_graph(name), mapping)
         comp.__dict__.pop("_generated_cache", None)  # regenerate under the mapped devices
     _check_devices(comp, name)
-    dtype = _known_dtype(dtype)
+    dtype = _known_dtype(dtype, comp.flow_graph(name))
     if device is not None and not _device_available(_known_device(device)):
-        raise ValueError(f"compile(device={str(device)!r}): that device is not available here")
+        raise ValueError(
+            f"compile(device={str(device)!r}): that device is not available here; build on "
+            "one that is (device='cpu'), or with device_map= rename the spec's regions too"
+        )
     cls = build_class(comp, name)
     fg = comp.flow_graph(name)
     if meta:

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 #: bound on the number of entries of one device map
 MAX_ENTRIES = 64
 
+#: the float types a flow may be built in, with their bytes per number
+ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
+#: machine epsilon of the 16-bit ones, which some blocks refuse (``low_precision``)
+LOW_PRECISION_EPS = {"bfloat16": 2.0**-7, "float16": 2.0**-10}
+
 
 @dataclass(frozen=True)
 class Transfer:
@@ -100,6 +105,41 @@ def apply_map(fg: FlowGraph, mapping: dict[str, str] | None) -> None:
         node.device = map_device(node.device, mapping)
 
 
+def apply_defaults(fg: FlowGraph, device: str | None, dtype: str | None) -> None:
+    """Record ``--device`` (for blocks outside every ``on`` region) and ``--dtype`` on
+    ``fg``, so the generated module builds itself there; a ValueError for a malformed
+    device or a dtype a block cannot run in."""
+    if device is not None and not valid_device(device):
+        raise ValueError(f"--device {device!r}: not a device (cpu, cuda, cuda:N, mps, meta)")
+    if dtype is not None:
+        problem = dtype_problem(fg, dtype)
+        if problem is not None:
+            raise ValueError(f"--dtype {dtype}: {problem}")
+    fg.default_device, fg.dtype = device, dtype
+
+
+def dtype_problem(fg: FlowGraph, dtype: str) -> str | None:
+    """Why ``fg`` cannot be built in ``dtype`` (a name: ``"bfloat16"``), naming the first
+    block that cannot run in it, where, and why; ``None`` when it can."""
+    from flowspec.kinds import REGISTRY
+
+    if dtype not in ITEMSIZE:
+        return f"not one of {', '.join(ITEMSIZE)}"
+    eps = LOW_PRECISION_EPS.get(dtype)
+    if eps is None:
+        return None
+    for node in fg.blocks():
+        if node.options is None:  # not elaborated: an error elsewhere
+            continue
+        why = REGISTRY[node.kind].low_precision(node.options, dtype, eps)
+        if why is not None:
+            return (
+                f"block `{node.kind}` at {node.span} cannot run in {dtype}: "
+                f"{why}; use float32 or float64, or wrap a float32 flow in torch.autocast"
+            )
+    return None
+
+
 def transfers(fg: FlowGraph) -> list[Transfer]:
     """The transfers codegen emits in ``forward`` (the same edges, reversed, in
     ``inverse``): a block's input or ``cond=`` tensor not already on the block's device,
@@ -119,16 +159,30 @@ def transfers(fg: FlowGraph) -> list[Transfer]:
     return out
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--device-map FROM=TO`` (repeatable or a comma list) on a subcommand; the value
-    is read back with :func:`device_map_of` (``flowspec train`` registers it the same
-    way and passes ``device_map=device_map_of(args)`` to ``flowspec.compile``)."""
+def add_arguments(
+    parser: argparse.ArgumentParser, *, device: bool = True, dtype: bool = True
+) -> None:
+    """``--device-map FROM=TO`` (repeatable or a comma list), ``--device D`` and
+    ``--dtype T`` on a subcommand; read back with :func:`device_map_of` and
+    ``args.device`` / ``args.dtype``.  ``compile``, ``summary``, ``verify`` and
+    ``train`` register them here (``verify`` and ``train`` their own ``--dtype``)."""
     parser.add_argument(
         "--device-map",
         action="append",
         metavar="FROM=TO",
         help="rename a spec device, e.g. cuda:1=cpu or cuda=cpu (repeatable, or a comma list)",
     )
+    if device:
+        parser.add_argument(
+            "--device", metavar="D", help="where blocks outside every `on` region are built"
+        )
+    if dtype:
+        parser.add_argument(
+            "--dtype",
+            choices=tuple(ITEMSIZE),
+            help="the float type of the module (default float32); float16 and bfloat16 "
+            "only where every block allows it",
+        )
 
 
 def device_map_of(args: argparse.Namespace) -> dict[str, str]:
@@ -136,24 +190,33 @@ def device_map_of(args: argparse.Namespace) -> dict[str, str]:
     return parse_device_map(getattr(args, "device_map", None))
 
 
-def plan_text(fg: FlowGraph) -> str:
-    """The placement plan as text: blocks per device and each forward transfer with its
-    tensor's shape and bytes per sample at float32 (``inverse`` crosses the same edges
-    the other way)."""
-    from flowspec.summary import parameter_counts
+def plan_text(fg: FlowGraph, dtype: str | None = None) -> str:
+    """The placement plan as text: per device its blocks, parameters and memory per
+    sample (training, inference; ``flowspec.checks.resources.device_memory``), then each
+    forward transfer with its tensor's shape and bytes per sample (``inverse`` crosses
+    the same edges the other way), in ``dtype`` numbers (default float32)."""
+    from flowspec.checks.resources import device_memory, flow_resources
+    from flowspec.kinds.sizes import format_bytes
 
-    per_device: dict[str, list[int]] = {}
-    for node, params in zip(fg.blocks(), parameter_counts(fg), strict=True):
-        key = node.device or "(default)"
-        blocks, total = per_device.get(key, [0, 0])
-        per_device[key] = [blocks + 1, total + params]
-    lines = [
-        "placement: "
-        + "; ".join(
-            f"{d}: {n} block{'s' if n != 1 else ''}, {p:,} parameters"
-            for d, (n, p) in per_device.items()
+    size = ITEMSIZE[dtype or "float32"]
+    res = flow_resources(fg)
+    if res is None:
+        return "placement: unknown (a block is not resolved)"
+    memory = device_memory(fg, res)
+    per_device: dict[str | None, list[int]] = {}
+    for node, params in zip(fg.blocks(), res.parameters, strict=True):
+        blocks, total = per_device.get(node.device, [0, 0])
+        per_device[node.device] = [blocks + 1, total + params]
+    default = fg.default_device or "(default)"
+    lines = ["placement:"]
+    for d in sorted(set(per_device) | set(memory), key=lambda d: (d is not None, d or "")):
+        n, p = per_device.get(d, [0, 0])
+        train, infer = memory.get(d, (0, 0))
+        lines.append(
+            f"  {d or default}: {n} block{'s' if n != 1 else ''}, {p:,} parameters; per "
+            f"sample: training {format_bytes(size * train)}, inference "
+            f"{format_bytes(size * infer)}"
         )
-    ]
     moves = transfers(fg)
     if not moves:
         lines.append("transfers: none")
@@ -166,7 +229,7 @@ def plan_text(fg: FlowGraph) -> str:
             numel *= int(s)
         where = f"{t.source or '(input device)'} -> {t.dest or '(input device)'}"
         shown = "x".join(str(s) for s in shape) if shape else "?"
-        lines.append(f"transfer {label} [{shown}] {where}, {4 * numel} bytes/sample")
+        lines.append(f"transfer {label} [{shown}] {where}, {size * numel} bytes/sample")
     return "\n".join(lines)
 
 

@@ -38,16 +38,22 @@ def parameter_counts(fg: FlowGraph) -> list[int]:
     return list(res.parameters) if res else [0] * len(fg.blocks())
 
 
-def memory_lines(res: Resources, max_params: int | None = None) -> list[str]:
+def memory_lines(
+    res: Resources, max_params: int | None = None, dtype: str | None = None
+) -> list[str]:
     """The totals under the table: parameters and the memory estimate (the model is
-    :mod:`flowspec.checks.resources`'s), and whether the flow is over ``max_params``."""
-    p = res.total
+    :mod:`flowspec.checks.resources`'s) in ``dtype`` numbers (default float32), and
+    whether the flow is over ``max_params``."""
+    from flowspec.placement import ITEMSIZE
+
+    p, name = res.total, dtype or "float32"
+    size = ITEMSIZE[name]
     lines = [
-        f"parameters: {p:,} ({format_bytes(4 * p)} in float32; training with Adam: "
-        f"{format_bytes(16 * p)} for weights, gradients and moments)",
-        f"memory per sample, float32 (an estimate): training "
-        f"{format_bytes(4 * res.training_per_sample)}, inference "
-        f"{format_bytes(4 * res.inference_per_sample)}",
+        f"parameters: {p:,} ({format_bytes(size * p)} in {name}; training with Adam: "
+        f"{format_bytes(4 * size * p)} for weights, gradients and moments)",
+        f"memory per sample, {name} (an estimate): training "
+        f"{format_bytes(size * res.training_per_sample)}, inference "
+        f"{format_bytes(size * res.inference_per_sample)}",
     ]
     if max_params is not None and p > max_params:
         lines.append(
@@ -57,10 +63,12 @@ def memory_lines(res: Resources, max_params: int | None = None) -> list[str]:
     return lines
 
 
-def summary_table(comp: Compilation, fg: FlowGraph, max_params: int | None = None) -> str:
+def summary_table(
+    comp: Compilation, fg: FlowGraph, max_params: int | None = None, dtype: str | None = None
+) -> str:
     """One row per block of ``fg``, a flow of the caller's checked ``comp``: kind, line,
     shapes, parameters, classes, Lipschitz bounds; then the totals and the memory
-    estimate.  Nothing is built or allocated."""
+    estimate in ``dtype`` numbers.  Nothing is built or allocated."""
     res = flow_resources(fg)
     counts = list(res.parameters) if res else [0] * len(fg.blocks())
     header = (
@@ -128,7 +136,7 @@ def summary_table(comp: Compilation, fg: FlowGraph, max_params: int | None = Non
         f"total: {len(rows)} blocks, {sum(counts):,} parameters; log-det "
         f"{'stochastic' if stochastic else 'exact'}; proven Lip(F) ≤ {_bound(lip)}, "
         f"Lip(F⁻¹) ≤ {_bound(lip_inv)}",
-        *(memory_lines(res, max_params) if res else []),
+        *(memory_lines(res, max_params, dtype) if res else []),
     ]
     if fg.context is not None:
         lines.insert(

@@ -99,6 +99,38 @@ def _inference(fg: FlowGraph, blocks: list[Resolved], acts: list[int]) -> int:
     return peak
 
 
+def device_memory(fg: FlowGraph, res: Resources) -> dict[str | None, tuple[int, int]]:
+    """Per device (``None``: the input's own), numbers per sample for training and for
+    inference, by the model above applied to the blocks on that device: a tensor lives
+    on the device of the block that made it (the input at home), and a copy a transfer
+    makes lives, and is kept for backward, on the device it was moved to."""
+    home = _size(fg, fg.input) if fg.input is not None else 0
+    training: dict[str | None, int] = {None: home}
+    where: dict[str, str | None] = {t: None for t in (fg.input, fg.context) if t is not None}
+    blocks = fg.blocks()
+    position = {n.id: i for i, n in enumerate(blocks)}
+    last_use = {
+        tid: max((position[u.node] for u in uses if u.node in position), default=len(blocks))
+        for tid, uses in fg.uses.items()
+    }
+    live: dict[str, str | None] = dict(where)
+    peak: dict[str | None, int] = {}
+    for i, (node, a) in enumerate(zip(blocks, res.activations)):
+        kept = a + sum(_size(fg, t) for t in node.outputs)
+        for tid in (*node.inputs, *node.reads.values()):
+            if where.get(tid) != node.device:  # a copy on this block's device
+                kept += _size(fg, tid)
+                live[tid] = node.device
+        training[node.device] = training.get(node.device, 0) + kept
+        for tid in node.outputs:
+            where[tid] = live[tid] = node.device
+        here = a + sum(_size(fg, t) for t, d in live.items() if d == node.device)
+        peak[node.device] = max(peak.get(node.device, 0), here)
+        live = {t: d for t, d in live.items() if last_use.get(t, len(blocks)) > i}
+    devices = [d for d in training if training[d] or d in peak]
+    return {d: (training[d], peak.get(d, home if d is None else 0)) for d in devices}
+
+
 def contributors(fg: FlowGraph, res: Resources) -> list[tuple[Node, int, int]]:
     """(first node, blocks, parameters) per source statement, largest first: the
     iterations of a ``repeat`` and the calls of a ``block`` add up at their statement."""

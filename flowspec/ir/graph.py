@@ -149,6 +149,11 @@ class FlowGraph:
     # ---- annotations set by passes
     latent_choice: Any = None
     dequantize_choice: Any = None
+    # ---- set by the CLI's --device / --dtype (flowspec.placement.apply_defaults)
+    #: the device blocks outside every `on` region are built on (None: torch's default)
+    default_device: str | None = None
+    #: the float type the module is built in (None: torch's default, float32)
+    dtype: str | None = None
 
     def add_node(self, node: Node) -> Node:
         self.node_table[node.id] = node

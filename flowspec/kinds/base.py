@@ -114,6 +114,10 @@ class BlockKind:
     #: numbers per sample its forward computes besides its outputs (its nets' layers),
     #: kept for the backward pass in training: the memory estimate of ``flowspec summary``
     activations: Callable[[Opts, list[Shape]], int] = no_activations
+    #: why this configuration cannot run in a 16-bit float type (``None``: it can), from
+    #: the options, the type's name and its machine epsilon: ``compile(dtype=...)`` refuses
+    #: ``float16`` / ``bfloat16`` naming the block and this reason
+    low_precision: Callable[[Opts, str, float], str | None] = lambda opts, dtype, eps: None
 
     def __post_init__(self) -> None:
         if self.parameters is None:

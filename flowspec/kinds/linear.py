@@ -5,7 +5,7 @@ Both from Glow (Kingma, Dhariwal 2018, arXiv:1807.03039), optionally LU-parametr
 
 from __future__ import annotations
 
-from flowspec.kinds.base import _R, BlockKind, Example, _flat_only, _rank, _unbounded
+from flowspec.kinds.base import _R, BlockKind, Example, Opts, _flat_only, _rank, _unbounded
 from flowspec.kinds.options import Bool, Option
 
 
@@ -26,6 +26,15 @@ def _matrix(opts, shapes) -> int:
     return 2 * d * d + d if opts["lu"] else d * d
 
 
+def _no_half_solve(opts: Opts, dtype: str, eps: float) -> str | None:
+    """Both parametrisations invert through an LU factorisation or triangular solves,
+    which torch implements in single and double precision only on the CPU."""
+    return (
+        "its inverse solves triangular systems (torch.linalg.solve_triangular and the LU "
+        f"factorisation have no {dtype} kernel on the CPU)"
+    )
+
+
 ENTRIES: tuple[BlockKind, ...] = (
     BlockKind(
         "linear",
@@ -39,6 +48,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         logdet="analytic",
         lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
         inverse_lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
+        low_precision=_no_half_solve,
         math=(
             "y = W·x, W a learned invertible d×d matrix (LU-parametrised with `lu=true`); ladj = "
             "log|det W|"
@@ -58,6 +68,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         logdet="analytic",
         lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
         inverse_lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
+        low_precision=_no_half_solve,
         math="y[:, h, w] = W·x[:, h, w], W a learned invertible C×C matrix; ladj = H·W·log|det W|",
         shape_doc="[C, H, W] → [C, H, W]",
         examples=(Example(((3, 2, 2),)), Example(((3, 2, 2),), {"lu": False})),

@@ -87,6 +87,21 @@ def _ode_activations(opts: Opts, shapes: list[Shape]) -> int:
     return per_eval * evals * (1 + probes)
 
 
+def _ode_low_precision(opts: Opts, dtype: str, eps: float) -> str | None:
+    """An adaptive solver's step-size control compares local errors with rtol and atol;
+    below the type's rounding it shrinks the step without end."""
+    if opts["solver"].kind not in ADAPTIVE_SOLVERS:
+        return None
+    tol = min(opts["rtol"], opts["atol"])
+    if tol < 4 * eps:
+        return (
+            f"its adaptive solver controls its error to rtol={opts['rtol']:g}, "
+            f"atol={opts['atol']:g}, below what {dtype} resolves (machine epsilon {eps:.3g}): "
+            f"give rtol and atol of {4 * eps:.2g} or more, or a fixed-step solver"
+        )
+    return None
+
+
 ENTRIES: tuple[BlockKind, ...] = (
     BlockKind(
         "ode",
@@ -125,6 +140,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         parameters=_ode_parameters,
         activations=_ode_activations,
         inverse="integrated",
+        low_precision=_ode_low_precision,
         logdet=lambda opts: "exact" if opts["trace"].kind == "exact" else "stochastic",
         lipschitz=_unbounded("the dynamics net is not Lipschitz-constrained"),
         inverse_lipschitz=_unbounded("the dynamics net is not Lipschitz-constrained"),

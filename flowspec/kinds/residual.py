@@ -118,6 +118,21 @@ def _residual_inverse_lipschitz(opts: Opts, shapes: list[Shape]) -> Bound:
     return Bound(1 / (1 - c)) if c < 1 else Bound.unbounded("lipschitz >= 1")
 
 
+def _residual_low_precision(opts: Opts, dtype: str, eps: float) -> str | None:
+    """``logdet=exact`` takes slogdet of the Jacobian (no 16-bit kernel); the fixed-point
+    inverse cannot move by less than the type's rounding, so a ``tol`` below a few
+    epsilons never converges."""
+    if opts["logdet"].kind == "exact":
+        return f"logdet=exact takes torch.linalg.slogdet, which has no {dtype} kernel"
+    tol = opts["inverse"]["tol"]
+    if tol < 4 * eps:
+        return (
+            f"its fixed-point inverse stops at tol={tol:g}, below what {dtype} resolves "
+            f"(machine epsilon {eps:.3g}): give inverse=fixedpoint(tol={4 * eps:.2g}) or more"
+        )
+    return None
+
+
 ENTRIES: tuple[BlockKind, ...] = (
     BlockKind(
         "residual",
@@ -151,6 +166,7 @@ ENTRIES: tuple[BlockKind, ...] = (
         lipschitz=_residual_lipschitz,
         inverse_lipschitz=_residual_inverse_lipschitz,
         problems=_residual_problems,
+        low_precision=_residual_low_precision,
         math=(
             "y = x + g(x), g a net whose linear maps have a certified spectral norm ≤ c = "
             "`lipschitz`; ladj = log det(I + J_g) = Σ_{k≥1} (−1)^(k+1)/k·tr(J_g^k), computed as "

@@ -55,8 +55,14 @@ class Flow(nn.Module):
     DATA_READER: str | None = None  # the kind of the one block that reads the data
     CONTEXT_SHAPE: tuple[int, ...] | None = None
     DIRECTION: str = "normalizing"
+    #: where blocks outside every ``on`` region are built, and the float type of the
+    #: whole module, when ``flowspec compile --device/--dtype`` wrote them in
+    DEFAULT_DEVICE: str | None = None
+    DTYPE: str | None = None
     #: block attribute → ``line 5`` (its spec location), for run-time errors
     BLOCK_LINES: dict[str, str] = {}
+    #: block attribute → the (mapped) device of its ``on`` region
+    DEVICES: dict[str, str] = {}
 
     #: check every entry point's argument (dtype, finiteness, domains); default True
     validate = _validate.switch
@@ -74,6 +80,23 @@ class Flow(nn.Module):
         # follows .to(device, dtype) so sample() knows where to draw latents, even for
         # a flow without parameters
         self.register_buffer("_probe", torch.zeros(()), persistent=False)
+
+    def place(self, device: str | torch.device | None, dtype: str | torch.dtype | None) -> None:
+        """Build-time placement: each block to its ``on`` region's device (``DEVICES``),
+        the others to ``device``; everything to ``dtype`` (a name such as ``"bfloat16"``
+        or a torch dtype).  ``None`` leaves that part as it is."""
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        for attr, _ in self.named_children():
+            self.place_block(attr, device, dtype)
+        self._probe = self._probe.to(device=device, dtype=dtype)
+
+    def place_block(
+        self, attr: str, device: str | torch.device | None, dtype: torch.dtype | None
+    ) -> None:
+        """One block of :meth:`place` (``flowspec.build`` maps an allocation failure to
+        the block's spec line)."""
+        getattr(self, attr).to(device=self.DEVICES.get(attr) or device, dtype=dtype)
 
     # ----------------------------------------------------------------- facts
 

@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-#: the dtypes every block kind runs in (half precision breaks LU, slogdet and the
-#: iterative inverses; use torch.autocast around a float32 flow instead)
-DTYPES = (torch.float32, torch.float64)
+#: the dtypes a flow may be compiled in; in the 16-bit ones only where every block allows
+#: it (``BlockKind.low_precision``: LU, slogdet and tight iterative tolerances do not)
+DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
 #: the integer dtypes a ``dequantize`` flow takes its data in
 INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -157,7 +157,12 @@ def spec_text(cls: type, attr: str) -> str:
 
 def _dtype_hint(flow: Any, dtype: torch.dtype) -> str:
     want = flow._probe.dtype
-    short = {torch.float64: "double", torch.float32: "float"}.get(dtype)
+    short = {
+        torch.float64: "double",
+        torch.float32: "float",
+        torch.bfloat16: "bfloat16",
+        torch.float16: "half",
+    }.get(dtype)
     flow_fix = f"flow.{short}()" if short else f"flow.to({dtype})"
     return (
         f"convert the data with .to({want}), or the flow with {flow_fix} "

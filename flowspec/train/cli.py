@@ -2,7 +2,7 @@
 
     flowspec train SPEC --data NAME|PATH [--steps N | --epochs E] [--batch B] [--lr LR]
                    [--optimizer adam|adamw] [--clip C] [--val-fraction F] [--out DIR]
-                   [--device D] [--dtype float32|float64] [--seed S] [--resume]
+                   [--device D] [--device-map A=B] [--dtype T] [--seed S] [--resume]
     flowspec eval CKPT --data NAME|PATH
     flowspec sample CKPT -n N -o FILE.npy|.npz|.csv [--seed S]
     flowspec plot CKPT|DIR -o FILE.png|.svg
@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from flowspec import placement
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 #: the ``train`` arguments that become :class:`flowspec.train.loop.Options` as they are
@@ -55,7 +57,8 @@ def register(sub, limits: list) -> None:
     p.add_argument("--log-every", type=_positive(int), default=50, metavar="N")
     p.add_argument("--out", default="runs/flowspec", metavar="DIR")
     p.add_argument("--device", default="cpu", metavar="D")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--dtype", choices=tuple(placement.ITEMSIZE), default="float32")
+    placement.add_arguments(p, device=False, dtype=False)
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
     p.add_argument("--flow", help="the flow of a spec defining several")
@@ -126,13 +129,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         if name is None:
             raise cli.UsageError(f"{args.spec} defines several flows: choose one with --flow")
         torch.manual_seed(args.seed)  # the same initial weights on every rank
-        flow = compile_compilation(
-            comp,
-            flow=name,
-            device=device,
-            dtype=getattr(torch, args.dtype),
-            max_params=args.max_params or None,
-        )
+        try:
+            flow = compile_compilation(
+                comp,
+                flow=name,
+                device=device,
+                dtype=getattr(torch, args.dtype),
+                device_map=_device_map(args),
+                max_params=args.max_params or None,
+            )
+        except ValueError as e:  # an unavailable device, a dtype a block cannot run in
+            sys.stderr.write(f"flowspec: error: {e}\n")
+            return EXIT_ERRORS
         opts = Options(
             **{k: getattr(args, k) for k in _TRAIN_OPTIONS},
             device=device,
@@ -140,6 +148,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         return fit(flow, opts)
     finally:
         distributed.teardown()
+
+
+def _device_map(args: argparse.Namespace) -> dict[str, str]:
+    from flowspec import cli
+
+    try:
+        return placement.device_map_of(args)
+    except ValueError as e:
+        raise cli.UsageError(str(e)) from None
 
 
 def _checkpoint(path: str) -> Path:

@@ -21,11 +21,13 @@ def run(args: argparse.Namespace, files: list[str], read) -> int:
         raise ValueError(f"--draws must be in 10 … 100000, got {args.draws}")
     import torch
 
+    from flowspec import placement
     from flowspec.core.diagnostics import SpecError, render_text
     from flowspec.verify.report import render_json, render_junit
     from flowspec.verify.run import verify
 
     dtype = getattr(torch, args.dtype)
+    device_map = placement.device_map_of(args)
     weights = getattr(args, "weights", None)
     if weights is not None and len(files) != 1:
         raise ValueError("--weights verifies one spec: name exactly one FILE")
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace, files: list[str], read) -> int:
                 if weights is not None:  # the trained module as it is, no perturbation
                     from flowspec.checkpoint import load_compiled
 
-                    target: object = load_compiled(weights, comp)
+                    target: object = load_compiled(weights, comp, device_map=device_map)
                     where = {"spec": path}
                 else:
                     target, where = path, {"flow": name}
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace, files: list[str], read) -> int:
                         samples=args.samples,
                         seed=args.seed,
                         draws=args.draws,
+                        device_map=device_map,
                     )
                 )
             except SpecError as e:  # E500, or a checkpoint of another spec / unreadable

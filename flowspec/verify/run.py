@@ -51,13 +51,14 @@ def prepare(
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
     samples: int = 4,
+    device_map: dict[str, str] | None = None,
 ) -> Flow:
     """The module ``verify(spec)`` checks: compiled, perturbed and initialised as in
     step 2 of the module docstring, in ``eval()`` mode.  Tests break such a module on
     purpose and pass it to ``verify``."""
     import flowspec
 
-    module = flowspec.compile(spec, flow=flow, dtype=dtype)
+    module = flowspec.compile(spec, flow=flow, dtype=dtype, device_map=device_map)
     fg = _graph_of(module, None)
     with torch.random.fork_rng(), _one_thread():
         torch.manual_seed(seed)
@@ -274,14 +275,17 @@ def verify(
     flow: str | None = None,
     spec: str | Path | None = None,
     perturb: bool | None = None,
+    device_map: dict[str, str] | None = None,
 ) -> VerifyReport:
     """Check a flow's numbers; see the module docstring and the README's "Verify".
 
     ``spec_or_flow`` is a spec (path or text; ``flow=`` picks one of several flows) or
     an already-built :class:`Flow` (checked as it is, unless ``perturb=True``; ``spec=``
     names its spec when the module does not carry it).  ``samples`` random inputs,
-    ``draws`` estimates per stochastic log-det, everything seeded by ``seed``.  A spec
-    with errors raises :class:`flowspec.SpecError`."""
+    ``draws`` estimates per stochastic log-det, everything seeded by ``seed``;
+    ``device_map=`` renames the spec's devices as for :func:`flowspec.compile` (a spec
+    written for GPUs is verified on the CPU with ``{"cuda": "cpu"}``).  A spec with
+    errors raises :class:`flowspec.SpecError`."""
     if not 1 <= samples <= 1024:
         raise ValueError(f"verify: samples must be in 1 … 1024, got {samples}")
     if not 10 <= draws <= 100_000:
@@ -301,9 +305,16 @@ def verify(
         if perturb is False:
             import flowspec
 
-            module = flowspec.compile(spec_or_flow, flow=flow, dtype=dtype)
+            module = flowspec.compile(spec_or_flow, flow=flow, dtype=dtype, device_map=device_map)
         else:
-            module = prepare(spec_or_flow, flow=flow, dtype=dtype, seed=seed, samples=samples)
+            module = prepare(
+                spec_or_flow,
+                flow=flow,
+                dtype=dtype,
+                seed=seed,
+                samples=samples,
+                device_map=device_map,
+            )
         fg = _graph_of(module, None)
     module.eval()
     path = fg.span.file
