@@ -63,6 +63,33 @@ def memory_lines(
     return lines
 
 
+def _inverse_iterations(fg: FlowGraph) -> list[str]:
+    """Per residual statement, the fixed-point iterations its certified bound predicts
+    for a unit-scale input (‖y‖ = √d, so ‖g(y)‖ ≤ c·√d when g(0) = 0)."""
+    from flowspec.kinds.residual import iterations_for
+
+    seen: dict[object, str] = {}
+    for node in fg.blocks():
+        if node.kind != "residual" or node.options is None or node.span in seen:
+            continue
+        c, tol = node.options["lipschitz"], node.options["inverse"]["tol"]
+        d = 1
+        for n in node.in_shapes[0] if node.in_shapes else ():
+            d *= n
+        n = iterations_for(c, c * d**0.5, tol)
+        cap = node.options["inverse"]["max_iter"]
+        over = f" (over max_iter={cap}: it stops in time only where g contracts more)"
+        seen[node.span] = (
+            f"line {_line(node)}: ≤ {n} for tol={tol:g} at c={c:g}{over if n > cap else ''}"
+        )
+    if not seen:
+        return []
+    return [
+        "fixed-point inverse, iterations the certified bound cⁿ/(1 − c)·‖g(y)‖ ≤ tol needs "
+        "for a unit-scale input (‖g(y)‖ ≤ c·√d): " + "; ".join(seen.values())
+    ]
+
+
 def summary_table(
     comp: Compilation, fg: FlowGraph, max_params: int | None = None, dtype: str | None = None
 ) -> str:
@@ -137,6 +164,7 @@ def summary_table(
         f"{'stochastic' if stochastic else 'exact'}; proven Lip(F) ≤ {_bound(lip)}, "
         f"Lip(F⁻¹) ≤ {_bound(lip_inv)}",
         *(memory_lines(res, max_params, dtype) if res else []),
+        *_inverse_iterations(fg),
     ]
     if fg.context is not None:
         lines.insert(

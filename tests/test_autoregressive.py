@@ -201,3 +201,45 @@ def test_float32() -> None:
     z, ladj = b(x)
     assert z.dtype == ladj.dtype == torch.float32
     assert (b.inverse_transform(z) - x).abs().max().item() < 1e-5
+
+
+# ------------------------------------------------------------------- init=
+
+
+@pytest.mark.parametrize("kind", ["affine", "spline"])
+def test_init_zero_starts_at_the_identity_and_random_does_not(kind):
+    import flowspec
+
+    spec = (
+        "flow f {{\n    input x: [4]\n    x = autoregressive.{k}(x, hidden=[16]{o})\n"
+        "    output x\n}}\n"
+    )
+    x = torch.randn(8, 4, dtype=F64)
+    torch.manual_seed(0)
+    zero = flowspec.compile(spec.format(k=kind, o=""), dtype=F64)
+    z, ladj = zero(x)
+    # equal bins / unit scale: the identity, up to the spline's rounding
+    assert torch.allclose(z, x, atol=1e-12, rtol=0) and ladj.abs().max() < 1e-12
+    torch.manual_seed(0)
+    rand = flowspec.compile(spec.format(k=kind, o=", init=random"), dtype=F64)
+    z, ladj = rand(x)
+    assert (z - x).abs().max() > 1e-3
+    back, inv = rand.inverse(z)
+    assert torch.allclose(back, x, atol=1e-9) and torch.allclose(inv, -ladj, atol=1e-9)
+    # still autoregressive in the order: the Jacobian is lower triangular, its log-det ladj
+    jac = torch.autograd.functional.jacobian(lambda v: rand(v[None])[0][0], x[0])
+    assert torch.equal(jac.triu(1), torch.zeros_like(jac))
+    assert torch.allclose(torch.linalg.slogdet(jac)[1], ladj[0], atol=1e-9)
+
+
+def test_an_unknown_init_word_is_a_located_error():
+    import flowspec
+
+    text = (
+        "flow f {\n    input x: [4]\n    x = autoregressive.affine(x, init=ones)\n"
+        "    output x\n}\n"
+    )
+    (d,) = [d for d in flowspec.check(text) if d.is_error]
+    assert (d.code, d.line, d.column) == ("E200", 3, 39)
+    said = f"{d.message} {d.hint or ''}"
+    assert "`ones`" in said and "zero" in said and "random" in said

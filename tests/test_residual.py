@@ -413,7 +413,9 @@ def test_fixed_point_inverse_round_trips(c: float) -> None:
 def test_non_convergence_raises_and_names_the_block() -> None:
     block = residual(inverse=Choice("fixedpoint", tol=1e-10, max_iter=1))
     y = torch.randn(4, 3, dtype=F64)
-    with pytest.raises(RuntimeError, match=r"residual\(x: \[3\]\).*did not converge.*moved"):
+    with pytest.raises(
+        RuntimeError, match=r"residual\(x: \[3\]\).*did not converge.*certified error bound"
+    ):
         block.inverse(y)
     block.name = "x_7 = residual(...) at specs/f.flow:7"
     with pytest.raises(RuntimeError, match=re.escape("specs/f.flow:7")):

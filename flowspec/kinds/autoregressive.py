@@ -14,7 +14,7 @@ from typing import Any
 from flowspec.kinds.base import _R, BlockKind, Example, Opts, _flat_only, _unbounded
 from flowspec.kinds.options import Bool, Choice, Float, Int, Option
 from flowspec.kinds.sizes import made_activations, made_parameters, numel
-from flowspec.kinds.words import ACT, COND, HIDDEN, ORDER
+from flowspec.kinds.words import ACT, COND, HIDDEN, INIT, ORDER
 
 
 def _made_sizes(params):
@@ -59,6 +59,13 @@ ENTRIES: tuple[BlockKind, ...] = (
             Option("act", ACT, "relu"),
             Option("order", ORDER, "natural"),
             Option("iaf", Bool(), False),
+            Option(
+                "init",
+                INIT,
+                "zero",
+                doc="`zero`: the MADE's last layer starts at zero (the block starts as the "
+                "identity); `random`: PyTorch's default initialisation, as nflows and zuko",
+            ),
             COND,
         ),
         _flat_only("autoregressive.affine"),
@@ -89,6 +96,13 @@ ENTRIES: tuple[BlockKind, ...] = (
             Option("bound", Float(0.0, min_open=True), 3.0),
             Option("order", ORDER, "natural"),
             Option("iaf", Bool(), False),
+            Option(
+                "init",
+                INIT,
+                "zero",
+                doc="`zero`: the MADE's last layer starts at zero (the block starts as the "
+                "identity); `random`: PyTorch's default initialisation, as nflows and zuko",
+            ),
             COND,
         ),
         _flat_only("autoregressive.spline"),

@@ -118,6 +118,15 @@ def _residual_inverse_lipschitz(opts: Opts, shapes: list[Shape]) -> Bound:
     return Bound(1 / (1 - c)) if c < 1 else Bound.unbounded("lipschitz >= 1")
 
 
+def iterations_for(c: float, scale: float, tol: float) -> int:
+    """The smallest n ≥ 1 with cⁿ·scale/(1 − c) ≤ tol: the fixed-point iterations the
+    a-priori bound ‖x* − x_n‖ ≤ cⁿ/(1 − c)·‖x₁ − x₀‖ of a c-contraction needs when its
+    first step moves by ``scale`` (the a-posteriori rule the runtime uses stops no later)."""
+    if scale <= 0.0 or c <= 0.0:
+        return 1
+    return max(1, math.ceil(math.log(tol * (1.0 - c) / scale) / math.log(c)))
+
+
 def _residual_low_precision(opts: Opts, dtype: str, eps: float) -> str | None:
     """``logdet=exact`` takes slogdet of the Jacobian (no 16-bit kernel); the fixed-point
     inverse cannot move by less than the type's rounding, so a ``tol`` below a few

@@ -130,6 +130,17 @@ ORDER = Enum(
         "random": "a fixed random order drawn from `seed`",
     },
 )
+#: how a MADE's last layer starts (``init=`` of the autoregressive blocks)
+INIT = Enum(
+    {"zero": (), "random": ()},
+    what="initialisation",
+    docs={
+        "zero": "the conditioner's last layer starts at zero, so the block starts as the "
+        "identity (unit scale, equal spline bins)",
+        "random": "PyTorch's default initialisation of every layer, as nflows' and zuko's "
+        "MADEs start (a random map near the identity)",
+    },
+)
 TRACE = Enum(
     {
         "hutchinson": (

@@ -70,8 +70,9 @@ class MADE(nn.Module):
     Degrees: inputs carry their order position m(j) ∈ 1..d; hidden unit k of every layer
     gets 1 + (k mod max(d − 1, 1)); a hidden unit sees units of degree ≤ its own, an
     output of feature i sees hidden units of degree < m(i) (Germain et al. 2015).  The
-    conditioning input feeds the first layer unmasked.  The last layer is zero-initialised,
-    so every output starts at 0.
+    conditioning input feeds the first layer unmasked.  With ``init="zero"`` (the
+    default) the last layer is zero-initialised, so every output starts at 0; with
+    ``"random"`` it keeps PyTorch's default initialisation, as nflows' and zuko's do.
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class MADE(nn.Module):
         hidden: list[int],
         act: Choice | str,
         cond_features: int = 0,
+        init: Choice | str = "zero",
     ) -> None:
         super().__init__()
         d = len(degrees)
@@ -101,8 +103,9 @@ class MADE(nn.Module):
         if not hidden:
             mask = torch.cat([mask, torch.ones(d * params, cond_features)], dim=1)
         last = MaskedLinear(width_in, d * params, mask)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        if (init.kind if isinstance(init, Choice) else init) == "zero":
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
         layers.append(last)
         self.net = nn.Sequential(*layers)
         self.has_cond = cond_features > 0
@@ -137,6 +140,7 @@ class _Autoregressive(Bijection):
         iaf: bool,
         cond: tuple[int, ...] | None,
         params: int,
+        init: Choice | str = "zero",
     ) -> None:
         super().__init__(in_shapes)
         (shape,) = self.in_shapes
@@ -150,7 +154,7 @@ class _Autoregressive(Bijection):
                 cond_features *= n
         self.features = d
         self.iaf = bool(iaf)
-        self.made = MADE(order_degrees(order, d), params, list(hidden), act, cond_features)
+        self.made = MADE(order_degrees(order, d), params, list(hidden), act, cond_features, init)
 
     def _pass(self, v: Tensor, theta: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -189,8 +193,9 @@ class AutoregressiveAffine(_Autoregressive):
     inverse of that map: z_i = x_i·exp(α_i(z_<i)) + μ_i(z_<i) (sequential), ladj = +Σ α_i,
     and x = (z − μ(z))·exp(−α(z)) in one pass.  "x_<i" is "earlier in ``order``".  The
     log-scale is soft-clamped, α = B·tanh(h/B) with B = ``LOG_SCALE_BOUND`` = 3, for
-    stability; the MADE's zero-initialised last layer makes the block start at the
-    identity.  ``cond`` (any shape, flattened) feeds every first-layer hidden unit.
+    stability; with ``init=zero`` (the default) the MADE's zero-initialised last layer
+    makes the block start at the identity.  ``cond`` (any shape, flattened) feeds every
+    first-layer hidden unit.
 
     References: Papamakarios, Pavlakou, Murray 2017, Masked Autoregressive Flow for
     Density Estimation, arXiv:1705.07057; Germain et al. 2015, MADE, arXiv:1502.03509;
@@ -204,6 +209,7 @@ class AutoregressiveAffine(_Autoregressive):
         order: ``natural`` | ``reverse`` | ``random(seed)``.
         iaf: swap the one-pass and the sequential direction.
         cond: the conditioning tensor's shape, or None.
+        init: ``zero`` (start as the identity) | ``random`` (PyTorch's default).
     """
 
     def __init__(
@@ -214,10 +220,11 @@ class AutoregressiveAffine(_Autoregressive):
         order: Choice | str = "natural",
         iaf: bool = False,
         cond: tuple[int, ...] | None = None,
+        init: Choice | str = "zero",
         **options: Any,
     ) -> None:
         hidden = [64, 64] if hidden is None else hidden
-        super().__init__(in_shapes, hidden, act, order, iaf, cond, params=2)
+        super().__init__(in_shapes, hidden, act, order, iaf, cond, params=2, init=init)
 
     def _pass(self, v: Tensor, theta: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         mu = theta[..., 0]
@@ -242,7 +249,7 @@ class AutoregressiveSpline(_Autoregressive):
 
     Args:
         in_shapes: ``[(d,)]``.
-        hidden, act, order, iaf, cond: as for :class:`AutoregressiveAffine`.
+        hidden, act, order, iaf, cond, init: as for :class:`AutoregressiveAffine`.
         bins: number of spline bins.
         bound: half-width of the spline's interval.
     """
@@ -257,10 +264,12 @@ class AutoregressiveSpline(_Autoregressive):
         order: Choice | str = "natural",
         iaf: bool = False,
         cond: tuple[int, ...] | None = None,
+        init: Choice | str = "zero",
         **options: Any,
     ) -> None:
         hidden = [64, 64] if hidden is None else hidden
-        super().__init__(in_shapes, hidden, act, order, iaf, cond, params=spline_params(bins))
+        params = spline_params(bins)
+        super().__init__(in_shapes, hidden, act, order, iaf, cond, params=params, init=init)
         self.bins = int(bins)
         self.bound = float(bound)
 

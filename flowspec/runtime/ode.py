@@ -66,6 +66,8 @@ class _Dynamics(nn.Module):
         self.shape = shape
         self.flat = flat
         self.features = math.prod(shape)
+        #: evaluations of the right-hand side so far (the solver's NFE, summed)
+        self.calls = 0
 
     def velocity(self, t: Tensor, x: Tensor) -> Tensor:
         b = x.shape[0]
@@ -99,6 +101,7 @@ class _Dynamics(nn.Module):
         return dx, trace
 
     def forward(self, t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        self.calls += 1
         x = state[0]
         if len(state) == 1:
             return (self.velocity(t, x),)
@@ -145,7 +148,8 @@ class ODE(Bijection):
     (``euler``, ``rk4``, …) take ``steps`` equal steps (default 20) and ignore the
     tolerances (but for ``implicit_adams``' corrector), so their inverse matches only up
     to the discretisation error, which shrinks as steps^-order.  ``adjoint=true`` uses
-    ``odeint_adjoint`` (constant memory in the number of steps).
+    ``odeint_adjoint`` (constant memory in the number of steps).  :attr:`nfe` is the
+    number of function evaluations of the last call, forward and backward.
 
     Exact evaluation (``exact_eval = True``, set by ``flowspec.exact(flow)`` or
     ``flow.log_prob(x, exact=True)``) integrates the exact trace whatever ``trace`` says,
@@ -203,10 +207,26 @@ class ODE(Bijection):
         self.adjoint = bool(adjoint)
         #: exact evaluation switch, set by ``flowspec.exact(flow)``
         self.exact_eval = False
+        self._calls_before = self._calls_after = 0
         self.register_buffer("_span", torch.tensor([0.0, self.t1]), persistent=False)
         self.register_buffer("_back", torch.tensor([self.t1, 0.0]), persistent=False)
 
+    @property
+    def nfe(self) -> tuple[int, int]:
+        """(forward, backward) function evaluations of the last call: those its solve
+        took, and those the backward pass has taken since (the adjoint's re-integration;
+        0 without ``adjoint``, whose backward runs through the recorded steps)."""
+        calls = self.dynamics.calls
+        return self._calls_after - self._calls_before, calls - self._calls_after
+
     def _solve(self, state: tuple[Tensor, ...], span: Tensor) -> tuple[Tensor, ...]:
+        self._calls_before = self.dynamics.calls
+        try:
+            return self._integrate(state, span)
+        finally:
+            self._calls_after = self.dynamics.calls
+
+    def _integrate(self, state: tuple[Tensor, ...], span: Tensor) -> tuple[Tensor, ...]:
         span = span.to(state[0].dtype)
         kw = {"rtol": self.rtol, "atol": self.atol, "method": self.method, "options": self.options}
         if self.adjoint:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from flowspec.kinds.options import Choice
+from flowspec.kinds.residual import iterations_for
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.lipschitz_layers import LipschitzConvNet, LipschitzMLP
 
@@ -55,11 +56,16 @@ class Residual(Bijection):
       estimator's weight), whose gradient is the Neumann-series estimate of
       ∂ log det(I + J)/∂θ = tr((I + J)^{-1} ∂J/∂θ) (Chen et al. 2019, eq. 8).  With
       ``logdet=exact`` the gradient of ``slogdet`` is used and ``grad`` has no effect.
-    - inverse: x_{k+1} = y − g(x_k) from x_0 = y, a contraction; it stops when every
-      element moves by at most tol·(1 + |x|), and then ‖x_k − x*‖ ≤ L/(1 − L)·‖x_k − x_{k−1}‖
-      with L = Lip(g).  Not stopping within ``max_iter`` raises ``RuntimeError`` naming the
-      block.  The iteration is not differentiated: one last step x = y − g(x_K) is taken
-      with autograd on, a first-order approximation of the implicit gradient.
+    - inverse: x_{k+1} = y − g(x_k) from x_0 = y, a contraction with c = Lip(g) certified;
+      it stops when the certified bound ‖x* − x_k‖₂ ≤ c/(1 − c)·‖x_k − x_{k−1}‖₂ of every
+      sample is ≤ tol (plus the dtype's rounding floor, :meth:`rounding_floor`), so each
+      sample's preimage is within tol of the exact one; ``last_iterations`` and
+      ``last_error_bound`` keep the last solve's count and bound.  Not stopping within
+      ``max_iter`` raises ``RuntimeError`` naming the block.  Gradients through the
+      inverse are those of the implicit function, dx*/dy = (I + J_g(x*))⁻¹: the backward
+      pass solves w = (I + J_gᵀ)⁻¹u by the same contraction, one vector-Jacobian product
+      of g per iteration (about as many as the forward solve took) plus one extra
+      evaluation of g to hold its graph.
       ladj of the inverse is −ladj(x) with the same estimator.
 
     ``forward`` returns the configured (possibly stochastic) estimate; ``transform`` is
@@ -160,6 +166,9 @@ class Residual(Bijection):
         self.eval_terms = int(eval_terms)
         #: exact evaluation switch, set by ``flowspec.exact(flow)``
         self.exact_eval = False
+        #: the last fixed-point solve: its iterations and its certified error bound
+        self.last_iterations: int = 0
+        self.last_error_bound: float | None = None
         # cotangents that pick Jacobian rows: batch copy i (of d) gets e_i
         self.register_buffer("_eye", torch.eye(self.features), persistent=False)
 
@@ -210,27 +219,93 @@ class Residual(Bijection):
 
     # ------------------------------------------------------------------ inverse
 
+    def contraction(self) -> float:
+        """c = Lip(g), the product of the layers' certified norms and the activations'
+        constants (from the cached certificates; ≤ ``lipschitz`` by construction)."""
+        return min(self.g.layer_bound(), self.lipschitz)
+
+    def rounding_floor(self, x: Tensor) -> float:
+        """What the dtype can certify of an iterate: one step's rounding, about
+        √d·ε·max|x|·(1 + c), through 1/(1 − c)."""
+        if not x.numel() or not x.is_floating_point():
+            return 0.0
+        eps = torch.finfo(x.dtype).eps
+        c = self.contraction()
+        scale = float(x.abs().max()) + 1.0
+        return 4.0 * math.sqrt(self.features) * eps * scale * (1.0 + c) / (1.0 - c)
+
+    def predicted_iterations(self, scale: float, tol: float | None = None) -> int:
+        """The iterations the a-priori bound ‖x* − x_n‖ ≤ cⁿ/(1 − c)·‖x₁ − x₀‖ needs for
+        ``tol`` when ‖x₁ − x₀‖ = ‖g(y)‖ ≤ ``scale``: the smallest n with
+        cⁿ·scale/(1 − c) ≤ tol (the a-posteriori rule stops no later)."""
+        c, tol = self.contraction(), self.tol if tol is None else tol
+        return iterations_for(c, scale, tol)
+
     def _fixed_point(self, y: Tensor, weights: list[Tensor]) -> Tensor:
+        """x* = y − g(x*) by x_{n+1} = y − g(x_n) from x_0 = y, stopped by the certified
+        a-posteriori bound ‖x* − x_n‖₂ ≤ c/(1 − c)·‖x_n − x_{n−1}‖₂ (c = Lip(g) from the
+        layers' certificates): every sample's bound ≤ tol, plus the rounding floor of
+        the dtype (:meth:`rounding_floor`; ~1e-15 relative in float64)."""
         g = self.g
+        c = self.contraction()
+        factor = c / (1.0 - c)
         with torch.no_grad():
             wd = [w.detach() for w in weights]
             x = y.detach()
-            step = float("inf")
-            for _ in range(self.max_iter):
+            floor = self.rounding_floor(x)
+            bound = float("inf")
+            n = 0
+            for n in range(1, self.max_iter + 1):  # noqa: B007 (n is kept below)
                 x_next = y.detach() - g(x, wd)
-                moved = (x_next - x).abs()
-                step = float(moved.max()) if moved.numel() else 0.0
+                errors = factor * (x_next - x).norm(dim=1) if x.numel() else x.new_zeros(1)
                 x = x_next
-                if bool((moved <= self.tol * (1.0 + x.abs())).all()):
+                bound = float(errors.max()) if errors.numel() else 0.0
+                if bound <= self.tol + floor:
                     break
             else:
                 raise RuntimeError(
                     f"{self.name}: the fixed-point inverse did not converge in "
-                    f"{self.max_iter} iterations (last step moved {step:.3g}, tol={self.tol:g}); "
-                    "raise max_iter or tol, or lower lipschitz"
+                    f"{self.max_iter} iterations (certified error bound {bound:.3g} > "
+                    f"tol={self.tol:g}); raise max_iter or tol, or lower lipschitz"
                 )
+            self.last_iterations, self.last_error_bound = n, bound
         if torch.is_grad_enabled() and (y.requires_grad or any(w.requires_grad for w in weights)):
-            x = y - g(x, weights)  # one differentiable step (first-order implicit gradient)
+            x = self._implicit(y, x, weights)
+        return x
+
+    def _implicit(self, y: Tensor, x_star: Tensor, weights: list[Tensor]) -> Tensor:
+        """x* with the exact gradient of the fixed point x* = y − g(x*): the graph of
+        x = y − g(x*) (x* held constant) carries ∂/∂y = I and ∂/∂θ = −∂g/∂θ, and a hook
+        maps the incoming gradient u to w = (I + J_gᵀ)⁻¹u, solved by the contraction
+        w ← u − J_gᵀw (‖J_g‖ ≤ c < 1) with one vector-Jacobian product of g at x* per
+        step, so that every gradient behind x is that of the implicit function
+        (dx*/dy = (I + J_g)⁻¹; deep-equilibrium models do the same, Bai et al. 2019)."""
+        g = self.g
+        x = y - g(x_star, weights)
+        if not x.requires_grad:
+            return x
+        with torch.enable_grad():
+            xs = x_star.detach().requires_grad_()
+            gx = g(xs, [w.detach() for w in weights])
+
+        def adjoint(u: Tensor | None) -> Tensor | None:
+            if u is None:  # no gradient reaches x (autograd passes undefined ones as None)
+                return None
+            w, scale = u, float(u.abs().max()) if u.numel() else 0.0
+            for _ in range(self.max_iter):
+                (jt_w,) = torch.autograd.grad(gx, xs, w, retain_graph=True)
+                w_next = u - jt_w
+                moved = float((w_next - w).abs().max()) if w.numel() else 0.0
+                w = w_next
+                if moved <= self.tol * (1.0 + scale):
+                    return w
+            raise RuntimeError(
+                f"{self.name}: the implicit gradient of the fixed-point inverse did not "
+                f"converge in {self.max_iter} iterations (last step moved {moved:.3g}, "
+                f"tol={self.tol:g}); raise max_iter or tol, or lower lipschitz"
+            )
+
+        x.register_hook(adjoint)
         return x
 
     # ------------------------------------------------------------------ log-det

@@ -1,0 +1,47 @@
+"""The ODE block's function-evaluation count against a counting hook (issue 14)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flowspec.kinds.options import Choice
+from flowspec.runtime.ode import ODE
+
+
+def _block(**options) -> ODE:
+    torch.manual_seed(0)
+    block = ODE(
+        [(3,)],
+        net=Choice("mlp", hidden=[16], act=Choice("tanh"), init=Choice("default")),
+        **options,
+    ).double()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return block
+
+
+def _counted(block: ODE) -> list[int]:
+    seen = [0]
+    block.dynamics.register_forward_pre_hook(lambda module, args: seen.__setitem__(0, seen[0] + 1))
+    return seen
+
+
+@pytest.mark.parametrize("adjoint", [True, False])
+@pytest.mark.parametrize("solver", ["dopri5", "rk4"])
+def test_nfe_equals_a_counting_hook_forward_and_backward(adjoint, solver):
+    block = _block(solver=Choice(solver), steps=7, adjoint=adjoint, rtol=1e-6, atol=1e-6)
+    seen = _counted(block)
+    x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    y, ladj = block(x)
+    forward = seen[0]
+    assert block.nfe == (forward, 0) and forward > 0
+    if solver == "rk4":
+        assert forward == 4 * 7  # four stages per step, seven steps
+    (y.sum() + ladj.sum()).backward()
+    assert block.nfe == (forward, seen[0] - forward)
+    assert (block.nfe[1] > 0) == adjoint  # only the adjoint re-integrates
+    seen[0] = 0
+    block.inverse_transform(y.detach())  # a new call resets the count
+    assert block.nfe == (seen[0], 0)
