@@ -69,6 +69,7 @@ def test_a_20000_statement_spec_is_refused_at_the_first_statement_over_the_limit
     assert "--max-statements" in d.hint
 
 
+@pytest.mark.slow  # parses 20,000 statements (4 s); CI runs it (-m slow)
 def test_with_the_statement_limit_off_the_20000_statement_spec_reaches_e203():
     (d,) = flowspec.check(reverses(20_000), max_statements=0)
     assert where([d]) == [("E203", 10_004, 9)]

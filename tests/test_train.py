@@ -83,6 +83,7 @@ def test_moons_train_sample_eval_plot_and_beat_a_gaussian(tmp_path, capsys):
     assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # 15 s of subprocess training; CI runs it (-m slow)
 def test_sigint_then_resume_equals_an_uninterrupted_run(tmp_path, capsys):
     common = ["train", REALNVP, "--data", "moons", "--steps", "120", "--batch", "32",
               "--log-every", "1", "--eval-every", "1000", "--seed", "3"]  # fmt: skip
