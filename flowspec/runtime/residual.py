@@ -292,12 +292,13 @@ class Residual(Bijection):
             if u is None:  # no gradient reaches x (autograd passes undefined ones as None)
                 return None
             w, scale = u, float(u.abs().max()) if u.numel() else 0.0
+            enough = self.tol * (1.0 + scale) + self.rounding_floor(u)  # as the solve
             for _ in range(self.max_iter):
                 (jt_w,) = torch.autograd.grad(gx, xs, w, retain_graph=True)
                 w_next = u - jt_w
                 moved = float((w_next - w).abs().max()) if w.numel() else 0.0
                 w = w_next
-                if moved <= self.tol * (1.0 + scale):
+                if moved <= enough:
                     return w
             raise RuntimeError(
                 f"{self.name}: the implicit gradient of the fixed-point inverse did not "
