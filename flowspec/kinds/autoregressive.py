@@ -49,6 +49,16 @@ def _ar_forward(opts: Opts) -> str:
     return "sequential" if opts["iaf"] else "one pass"
 
 
+#: how the conditioner starts (both autoregressive kinds)
+MADE_INIT = Option(
+    "init",
+    INIT,
+    "zero",
+    doc="`zero`: the MADE's last layer starts at zero (the block starts as the identity); "
+    "`random`: PyTorch's default initialisation, as nflows and zuko",
+)
+
+
 ENTRIES: tuple[BlockKind, ...] = (
     BlockKind(
         "autoregressive.affine",
@@ -59,13 +69,7 @@ ENTRIES: tuple[BlockKind, ...] = (
             Option("act", ACT, "relu"),
             Option("order", ORDER, "natural"),
             Option("iaf", Bool(), False),
-            Option(
-                "init",
-                INIT,
-                "zero",
-                doc="`zero`: the MADE's last layer starts at zero (the block starts as the "
-                "identity); `random`: PyTorch's default initialisation, as nflows and zuko",
-            ),
+            MADE_INIT,
             COND,
         ),
         _flat_only("autoregressive.affine"),
@@ -96,13 +100,7 @@ ENTRIES: tuple[BlockKind, ...] = (
             Option("bound", Float(0.0, min_open=True), 3.0),
             Option("order", ORDER, "natural"),
             Option("iaf", Bool(), False),
-            Option(
-                "init",
-                INIT,
-                "zero",
-                doc="`zero`: the MADE's last layer starts at zero (the block starts as the "
-                "identity); `random`: PyTorch's default initialisation, as nflows and zuko",
-            ),
+            MADE_INIT,
             COND,
         ),
         _flat_only("autoregressive.spline"),
