@@ -45,3 +45,26 @@ def test_nfe_equals_a_counting_hook_forward_and_backward(adjoint, solver):
     seen[0] = 0
     block.inverse_transform(y.detach())  # a new call resets the count
     assert block.nfe == (seen[0], 0)
+
+
+def test_train_logs_the_steps_function_evaluations(tmp_path, capsys):
+    import csv
+    from pathlib import Path
+
+    from flowspec.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    common = ["--data", "moons", "--steps", "2", "--log-every", "1", "--batch", "32"]
+    assert (
+        main(["train", str(root / "specs/ffjord.flow"), *common, "--out", str(tmp_path / "o")])
+        == 0
+    )
+    rows = list(csv.DictReader((tmp_path / "o" / "metrics.csv").read_text().splitlines()))
+    assert all(int(r["nfe_forward"]) > 0 and int(r["nfe_backward"]) > 0 for r in rows)
+    assert f"nfe {rows[-1]['nfe_forward']}+{rows[-1]['nfe_backward']}" in capsys.readouterr().out
+    assert (
+        main(["train", str(root / "specs/realnvp.flow"), *common, "--out", str(tmp_path / "r")])
+        == 0
+    )
+    rows = list(csv.DictReader((tmp_path / "r" / "metrics.csv").read_text().splitlines()))
+    assert all(r["nfe_forward"] == "" for r in rows)

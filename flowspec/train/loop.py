@@ -31,7 +31,16 @@ if TYPE_CHECKING:
 
     from flowspec.runtime.flow import Flow
 
-METRICS = ("step", "loss", "val_nll", "val_bpd", "seconds", "samples_per_s")
+METRICS = (
+    "step",
+    "loss",
+    "val_nll",
+    "val_bpd",
+    "seconds",
+    "samples_per_s",
+    "nfe_forward",
+    "nfe_backward",
+)
 
 
 @dataclass
@@ -155,6 +164,8 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
     if world > 1:
         model = distributed.wrap(model)
     dequant = flow.DEQUANTIZE is not None
+    # blocks that count their function evaluations (ODE blocks): logged per step
+    counted = [m for m in flow.modules() if isinstance(getattr(type(m), "nfe", None), property)]
     d_log2 = flow.num_features * math.log(2.0)
     metrics = _Metrics(out / "metrics.csv", append=opts.resume and start > 0) if main else None
     state = {"stop": False}
@@ -194,6 +205,7 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            nfe = [sum(m.nfe[i] for m in counted) for i in (0, 1)] if counted else None
             if opts.clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, opts.clip)
             opt.step()
@@ -205,6 +217,8 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
                 elapsed = time.perf_counter() - t0
                 row = {"step": step, "loss": seen, "seconds": round(elapsed, 4)}
                 row["samples_per_s"] = round(done / max(elapsed, 1e-9), 1)
+                if nfe is not None:
+                    row["nfe_forward"], row["nfe_backward"] = nfe
             if evaluate_now and main and val_x.shape[0]:
                 result = evaluate(flow, val_x.to(opts.device), seed=opts.seed)
                 row["val_nll"], row["val_bpd"] = result["nll"], result["bpd"]
@@ -221,6 +235,8 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
                         text += f" val_nll {row['val_nll']:.4f}"
                         text += f" val_bpd {row['val_bpd']:.4f}" if dequant else ""
                     text += f" {row['samples_per_s']:.0f} samples/s"
+                    if nfe is not None:
+                        text += f" nfe {nfe[0]}+{nfe[1]}"
                     if bar is None:
                         say(text)
                 if bar is not None:
