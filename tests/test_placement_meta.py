@@ -74,21 +74,24 @@ def test_meta_regions_need_no_device() -> None:
 
 @pytest.mark.slow
 def test_meta_dry_run_of_the_big_glow_is_small(tmp_path: Path) -> None:
-    # generous bounds (targets are 2 s and 300 MB; see benchmarks/bench_meta.py)
+    # a generous memory bound (the target is 300 MB; see benchmarks/bench_meta.py), read
+    # from VmHWM: getrusage's ru_maxrss survives exec, so a child of a large pytest
+    # process would report the parent's peak; no time bound (times are benchmarked)
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reads the peak RSS from /proc (Linux)")
     path = tmp_path / "big.flow"
     path.write_text(GLOW.format(side=256, k=48, h=1024))
     code = (
-        "import resource, sys, time\n"
-        "t = time.perf_counter()\n"
+        "import sys\n"
         "import flowspec\n"
         "f = flowspec.compile(sys.argv[1], device='meta', max_params=None)\n"
         "n = sum(p.numel() for p in f.parameters() if p.requires_grad)\n"
-        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "print(n, time.perf_counter() - t, rss)\n"
+        "status = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
+        "print(n, int(status) / 1024)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
     )
-    n, seconds, rss = out.stdout.split()
+    n, rss = out.stdout.split()
     assert int(n) == analytic(48, 1024)
-    assert float(rss) < 600 and float(seconds) < 60
+    assert float(rss) < 600
