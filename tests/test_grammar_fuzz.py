@@ -122,7 +122,7 @@ GRAMMAR_FAST = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-GRAMMAR_LONG = settings(GRAMMAR_FAST, max_examples=3000, deadline=timedelta(seconds=5))
+GRAMMAR_LONG = settings(GRAMMAR_FAST, max_examples=1200, deadline=timedelta(seconds=5))
 
 
 @GRAMMAR_FAST
@@ -182,7 +182,7 @@ COMPILE_FAST = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-COMPILE_LONG = settings(COMPILE_FAST, max_examples=1000, deadline=timedelta(seconds=5))
+COMPILE_LONG = settings(COMPILE_FAST, max_examples=500, deadline=timedelta(seconds=5))
 
 
 @COMPILE_FAST
