@@ -67,16 +67,14 @@ def _inverse_iterations(fg: FlowGraph) -> list[str]:
     """Per residual statement, the fixed-point iterations its certified bound predicts
     for a unit-scale input (‖y‖ = √d, so ‖g(y)‖ ≤ c·√d when g(0) = 0)."""
     from flowspec.kinds.residual import iterations_for
+    from flowspec.kinds.sizes import numel
 
     seen: dict[object, str] = {}
     for node in fg.blocks():
         if node.kind != "residual" or node.options is None or node.span in seen:
             continue
         c, tol = node.options["lipschitz"], node.options["inverse"]["tol"]
-        d = 1
-        for n in node.in_shapes[0] if node.in_shapes else ():
-            d *= n
-        n = iterations_for(c, c * d**0.5, tol)
+        n = iterations_for(c, c * numel(node.in_shapes[0]) ** 0.5, tol)
         cap = node.options["inverse"]["max_iter"]
         over = f" (over max_iter={cap}: it stops in time only where g contracts more)"
         seen[node.span] = (

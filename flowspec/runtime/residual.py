@@ -224,13 +224,13 @@ class Residual(Bijection):
         constants (from the cached certificates; ≤ ``lipschitz`` by construction)."""
         return min(self.g.layer_bound(), self.lipschitz)
 
-    def rounding_floor(self, x: Tensor) -> float:
+    def rounding_floor(self, x: Tensor, c: float | None = None) -> float:
         """What the dtype can certify of an iterate: one step's rounding, about
         √d·ε·max|x|·(1 + c), through 1/(1 − c)."""
         if not x.numel() or not x.is_floating_point():
             return 0.0
         eps = torch.finfo(x.dtype).eps
-        c = self.contraction()
+        c = self.contraction() if c is None else c
         scale = float(x.abs().max()) + 1.0
         return 4.0 * math.sqrt(self.features) * eps * scale * (1.0 + c) / (1.0 - c)
 
@@ -252,7 +252,7 @@ class Residual(Bijection):
         with torch.no_grad():
             wd = [w.detach() for w in weights]
             x = y.detach()
-            floor = self.rounding_floor(x)
+            floor = self.rounding_floor(x, c)
             bound = float("inf")
             n = 0
             for n in range(1, self.max_iter + 1):  # noqa: B007 (n is kept below)
@@ -270,10 +270,10 @@ class Residual(Bijection):
                 )
             self.last_iterations, self.last_error_bound = n, bound
         if torch.is_grad_enabled() and (y.requires_grad or any(w.requires_grad for w in weights)):
-            x = self._implicit(y, x, weights)
+            x = self._implicit(y, x, weights, c)
         return x
 
-    def _implicit(self, y: Tensor, x_star: Tensor, weights: list[Tensor]) -> Tensor:
+    def _implicit(self, y: Tensor, x_star: Tensor, weights: list[Tensor], c: float) -> Tensor:
         """x* with the exact gradient of the fixed point x* = y − g(x*): the graph of
         x = y − g(x*) (x* held constant) carries ∂/∂y = I and ∂/∂θ = −∂g/∂θ, and a hook
         maps the incoming gradient u to w = (I + J_gᵀ)⁻¹u, solved by the contraction
@@ -292,7 +292,7 @@ class Residual(Bijection):
             if u is None:  # no gradient reaches x (autograd passes undefined ones as None)
                 return None
             w, scale = u, float(u.abs().max()) if u.numel() else 0.0
-            enough = self.tol * (1.0 + scale) + self.rounding_floor(u)  # as the solve
+            enough = self.tol * (1.0 + scale) + self.rounding_floor(u, c)  # as the solve
             for _ in range(self.max_iter):
                 (jt_w,) = torch.autograd.grad(gx, xs, w, retain_graph=True)
                 w_next = u - jt_w
