@@ -88,6 +88,17 @@ def _inverse_iterations(fg: FlowGraph) -> list[str]:
     ]
 
 
+def _estimators(fg: FlowGraph) -> list[str]:
+    """Per residual statement, its training and eval-mode log-det estimators."""
+    from flowspec.kinds.residual import describe_estimators
+
+    seen: dict[object, str] = {}
+    for node in fg.blocks():
+        if node.kind == "residual" and node.options is not None and node.span not in seen:
+            seen[node.span] = f"line {_line(node)}: {describe_estimators(node.options)}"
+    return ["log-det estimators: " + " | ".join(seen.values())] if seen else []
+
+
 def summary_table(
     comp: Compilation, fg: FlowGraph, max_params: int | None = None, dtype: str | None = None
 ) -> str:
@@ -162,6 +173,7 @@ def summary_table(
         f"{'stochastic' if stochastic else 'exact'}; proven Lip(F) ≤ {_bound(lip)}, "
         f"Lip(F⁻¹) ≤ {_bound(lip_inv)}",
         *(memory_lines(res, max_params, dtype) if res else []),
+        *_estimators(fg),
         *_inverse_iterations(fg),
     ]
     if fg.context is not None:

@@ -3,7 +3,7 @@ r"""Requirements on the log-determinant and the inverse (E401).
 >>> from flowspec.checks.examples import diagnose
 >>> diagnose("require exact_logdet\nx = residual(x, net=mlp(hidden=[8]), logdet=roulette)")
 E401 4:42 `require exact_logdet` is violated: `residual` uses a stochastic log-det
-    estimator (logdet=roulette(p=0.5))
+    estimator (logdet=roulette(p=0.5, exact_terms=0))
 >>> diagnose("require analytic_inverse\nx = residual(x, net=mlp(hidden=[8]))")
 E401 4:9 `require analytic_inverse` is violated: `residual` is inverted by iteration
 """
@@ -26,7 +26,14 @@ def check_requirements(rf: ResolvedFlow) -> list[Diagnostic]:
             spec = REGISTRY[node.kind]
             label = Label(req.span, "required here")
             if req.property == "exact_logdet" and spec.logdet_class(node.options) == "stochastic":
-                key = "logdet" if "logdet" in node.options else "trace"
+                key = next(
+                    (
+                        k
+                        for k in ("logdet", "eval_logdet", "trace")
+                        if getattr(node.options.get(k), "kind", "exact") not in ("exact", "same")
+                    ),
+                    "logdet" if "logdet" in node.options else "trace",
+                )
                 diags.append(
                     Diagnostic(
                         "E401",

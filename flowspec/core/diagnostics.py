@@ -129,6 +129,12 @@ CODES: dict[str, Code] = {
             "a `cond=` tensor or a split output moved back to a device it already left: a "
             "transfer per call that a different region boundary would avoid",
         ),
+        Code(
+            "W107",
+            "roulette-variance",
+            "a residual block's `lipschitz` so close to 1 that no allowed roulette `p` "
+            "proves the log-det estimator's variance finite",
+        ),
     )
 }
 

@@ -35,6 +35,8 @@ MAX_POWER_ITERS = 1000
 #: power-series terms of a residual block's exact evaluation (``eval_terms``): each
 #: term is d vector-Jacobian products
 MAX_EVAL_TERMS = 10_000
+#: terms of a residual block's ``series(terms=)`` and ``roulette(exact_terms=)``
+MAX_SERIES_TERMS = 100
 #: iterations of a fixed-point inverse
 MAX_FIXEDPOINT_ITER = 100_000
 #: a seed (``shuffle(seed=)``, ``random(seed=)``): what a signed 64-bit integer holds

@@ -22,7 +22,15 @@ from flowspec.kinds.base import (
     _residual_shape,
 )
 from flowspec.kinds.options import Choice, Float, Int, Option
-from flowspec.kinds.words import ACTIVATIONS, FIXEDPOINT, GRAD, LOGDET, RESIDUAL_NET, TRACE
+from flowspec.kinds.words import (
+    ACTIVATIONS,
+    EVAL_LOGDET,
+    FIXEDPOINT,
+    GRAD,
+    LOGDET,
+    RESIDUAL_NET,
+    TRACE,
+)
 
 
 def _residual_problems(opts: Opts, shapes: list[Shape]) -> list[Problem]:
@@ -65,21 +73,98 @@ def _residual_problems(opts: Opts, shapes: list[Shape]) -> list[Problem]:
     return out
 
 
+def estimators(opts: Opts) -> tuple[Choice, Choice]:
+    """The log-det estimators of training and of eval mode (``eval_logdet=same``: the
+    training one)."""
+    train = opts["logdet"]
+    evaluation = opts.get("eval_logdet")
+    if not isinstance(evaluation, Choice) or evaluation.kind == "same":
+        return train, train
+    return train, evaluation
+
+
+def expected_terms(logdet: Choice) -> float:
+    """The mean number of power-series terms an estimator computes: ``series``'s
+    ``terms``, ``roulette``'s exact_terms + 1/p (N ~ Geometric(p) on {1, 2, …})."""
+    if logdet.kind == "series":
+        return float(logdet["terms"])
+    if logdet.kind == "roulette":
+        return logdet["exact_terms"] + 1.0 / logdet["p"]
+    return 0.0
+
+
+def variance_proven_finite(c: float, logdet: Choice) -> bool:
+    """Whether a roulette estimate has a finite variance for every g with Lip(g) ≤ c:
+    term k (past the exact ones) carries |tr(J^k)|/P(reached) ≤ d·c^k/(1 − p)^k, so the
+    second moment is finite when c² < 1 − p (Chen et al. 2019, appendix); other
+    estimators are bounded."""
+    return logdet.kind != "roulette" or c * c < 1.0 - logdet["p"]
+
+
+def _estimator_word(logdet: Choice) -> str:
+    if logdet.kind == "series":
+        return f"series(terms={logdet['terms']})"
+    if logdet.kind == "roulette":
+        return f"roulette(p={logdet['p']:g}, exact_terms={logdet['exact_terms']})"
+    return logdet.kind
+
+
+def describe_estimators(opts: Opts) -> str:
+    """One line on a residual block's log-det estimators, for ``flowspec summary``: each
+    one's mean number of terms and, for roulette, whether its variance is proven finite."""
+    c = opts["lipschitz"]
+    parts = []
+    for mode, logdet in zip(("training", "eval"), estimators(opts), strict=True):
+        if mode == "eval" and logdet is opts["logdet"]:
+            parts.append("eval: the same")
+            continue
+        text = f"{mode}: {_estimator_word(logdet)}"
+        if logdet.kind != "exact":
+            text += f", {expected_terms(logdet):g} terms on average"
+        if logdet.kind == "roulette":
+            q = 1.0 - logdet["p"]
+            text += (
+                f", variance proven finite (c² = {c * c:.3g} < 1 − p)"
+                if variance_proven_finite(c, logdet)
+                else f", variance finite if ρ(J_g)² < 1 − p = {q:g} (not proven: c² = {c * c:.3g})"
+            )
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def _residual_advice(opts: Opts, given: frozenset[str]) -> list[Problem]:
     """W103: ``trace=`` with ``logdet=exact``, which computes the whole Jacobian and
-    estimates no trace."""
-    if opts["logdet"].kind != "exact" or "trace" not in given:
-        return []
-    return [
-        Problem(
-            "W103",
-            "`trace` has no effect with logdet=exact: the log-det comes from the full "
-            "Jacobian, no trace is estimated",
-            "trace",
-            "remove `trace`, or use logdet=series(...) or logdet=roulette(...), which "
-            "estimate traces",
+    estimates no trace.  W107: a roulette estimator whose variance no allowed ``p`` can
+    keep finite: ``lipschitz`` so close to 1 that 1/(1 − c²), the mean number of terms a
+    proven-finite variance needs, is over 1/p_min (c > 0.995)."""
+    out = []
+    if opts["logdet"].kind == "exact" and "trace" in given:
+        out.append(
+            Problem(
+                "W103",
+                "`trace` has no effect with logdet=exact: the log-det comes from the full "
+                "Jacobian, no trace is estimated",
+                "trace",
+                "remove `trace`, or use logdet=series(...) or logdet=roulette(...), which "
+                "estimate traces",
+            )
         )
-    ]
+    c = opts["lipschitz"]
+    roulette = any(e.kind == "roulette" for e in estimators(opts))
+    if roulette and c < 1 and 1.0 - c * c <= L.MIN_ROULETTE_P:
+        out.append(
+            Problem(
+                "W107",
+                f"lipschitz={c:g} is so close to 1 that the roulette log-det estimator's "
+                "variance is not proven finite for any allowed p: that needs "
+                f"p < 1 − c² = {1.0 - c * c:.3g}, a mean of more than "
+                f"{1.0 / (1.0 - c * c):,.0f} terms per call (p ≥ {L.MIN_ROULETTE_P:g})",
+                "lipschitz" if "lipschitz" in given else None,
+                "lower lipschitz to 0.99 or less (Residual Flows use 0.98), or use "
+                "logdet=series(terms=...) (biased, bounded)",
+            )
+        )
+    return out
 
 
 def _residual_parameters(opts: Opts, shapes: list[Shape]) -> int:
@@ -95,17 +180,17 @@ def _residual_activations(opts: Opts, shapes: list[Shape]) -> int:
     logdet = opts["logdet"]
     if logdet.kind == "exact":
         terms = sizes.numel(shapes[0])
-    elif logdet.kind == "series":
-        terms = logdet["terms"]
     else:
-        terms = math.ceil(1 / logdet["p"])
+        terms = math.ceil(expected_terms(logdet))
     trace = opts["trace"]
     probes = trace["samples"] if trace.kind == "hutchinson" and logdet.kind != "exact" else 1
     return g * (1 + terms * probes)
 
 
 def _residual_logdet(opts: Opts) -> str:
-    return "exact-bruteforce" if opts["logdet"].kind == "exact" else "stochastic"
+    """Exact only when both the training and the eval-mode estimator are."""
+    exact = all(e.kind == "exact" for e in estimators(opts))
+    return "exact-bruteforce" if exact else "stochastic"
 
 
 def _residual_lipschitz(opts: Opts, shapes: list[Shape]) -> Bound:
@@ -131,8 +216,11 @@ def _residual_low_precision(opts: Opts, dtype: str, eps: float) -> str | None:
     """``logdet=exact`` takes slogdet of the Jacobian (no 16-bit kernel); the fixed-point
     inverse cannot move by less than the type's rounding, so a ``tol`` below a few
     epsilons never converges."""
-    if opts["logdet"].kind == "exact":
-        return f"logdet=exact takes torch.linalg.slogdet, which has no {dtype} kernel"
+    if any(e.kind == "exact" for e in estimators(opts)):
+        return (
+            f"its exact log-det (logdet or eval_logdet = exact) takes torch.linalg.slogdet, "
+            f"which has no {dtype} kernel"
+        )
     tol = opts["inverse"]["tol"]
     if tol < 4 * eps:
         return (
@@ -153,6 +241,13 @@ ENTRIES: tuple[BlockKind, ...] = (
             Option("lipschitz", Float(0.0, min_open=True), 0.97),
             Option("power_iters", Int(min=1, max=L.MAX_POWER_ITERS), 5),
             Option("logdet", LOGDET, "roulette"),
+            Option(
+                "eval_logdet",
+                EVAL_LOGDET,
+                "same",
+                doc="the log-det estimator in eval mode (module.eval()): `same` keeps "
+                "`logdet`; residual-flows evaluate with roulette(exact_terms=20)",
+            ),
             Option("trace", TRACE, "hutchinson"),
             Option("grad", GRAD, "backprop"),
             Option("inverse", FIXEDPOINT, "fixedpoint"),

@@ -155,19 +155,33 @@ TRACE = Enum(
         "exact": "the exact trace, by d vector-Jacobian products (small d)",
     },
 )
-LOGDET = Enum(
-    {
-        "exact": (),
-        "series": (Option("terms", Int(min=1, max=100), 5),),
-        "roulette": (Option("p", Float(L.MIN_ROULETTE_P, 1.0, max_open=True), 0.5),),
-    },
+_LOGDET_WORDS: dict[str, tuple[Option, ...]] = {
+    "exact": (),
+    "series": (Option("terms", Int(min=1, max=L.MAX_SERIES_TERMS), 5),),
+    "roulette": (
+        Option("p", Float(L.MIN_ROULETTE_P, 1.0, max_open=True), 0.5),
+        Option(
+            "exact_terms",
+            Int(min=0, max=L.MAX_SERIES_TERMS),
+            0,
+            doc="terms always computed before the random tail (weight 1); the series "
+            "then runs to exact_terms + N terms, N ~ Geometric(p) on {1, 2, …} "
+            "(normflows' and residual-flows' n_exact_terms)",
+        ),
+    ),
+}
+_LOGDET_DOCS = {
+    "exact": "the d×d Jacobian and its log-determinant (brute force, small d only)",
+    "series": "the first `terms` terms of Σ (−1)^(k+1)/k·tr(J^k) (biased)",
+    "roulette": "the series cut at exact_terms + N terms, N ~ Geometric(p), the random "
+    "tail's terms reweighted by 1/P(reached): unbiased (Chen et al. 2019)",
+}
+LOGDET = Enum(_LOGDET_WORDS, what="log-det estimator", docs=_LOGDET_DOCS)
+#: the estimator a residual block uses in eval mode (``module.eval()``)
+EVAL_LOGDET = Enum(
+    {"same": (), **_LOGDET_WORDS},
     what="log-det estimator",
-    docs={
-        "exact": "the d×d Jacobian and its log-determinant (brute force, small d only)",
-        "series": "the first `terms` terms of Σ (−1)^(k+1)/k·tr(J^k) (biased)",
-        "roulette": "the series cut at N ~ Geometric(p), terms reweighted: unbiased "
-        "(Chen et al. 2019)",
-    },
+    docs={"same": "the training estimator, `logdet`", **_LOGDET_DOCS},
 )
 FIXEDPOINT = Enum(
     {
@@ -178,8 +192,9 @@ FIXEDPOINT = Enum(
     },
     what="inverse",
     docs={
-        "fixedpoint": "x ← y − g(x) from x = y until every entry moves by at most "
-        "tol·(1 + |x|); an error after `max_iter` steps",
+        "fixedpoint": "x ← y − g(x) from x = y until the certified bound "
+        "c/(1 − c)·‖x_n − x_(n−1)‖₂ on every sample's distance to the exact preimage "
+        "is ≤ tol (c = Lip(g)); an error after `max_iter` steps",
     },
 )
 GRAD = Enum(

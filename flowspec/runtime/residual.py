@@ -8,6 +8,7 @@ Invertible Generative Modeling*, arXiv:1906.02735.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,6 +31,39 @@ def _word(value: Choice | str) -> str:
     return value.kind if isinstance(value, Choice) else str(value)
 
 
+@dataclass(frozen=True)
+class Estimator:
+    """One log-det estimator: ``exact`` | ``series(terms)`` | ``roulette(p, exact_terms)``."""
+
+    kind: str
+    terms: int = 5
+    p: float = 0.5
+    exact_terms: int = 0
+
+    @classmethod
+    def of(cls, value: Choice | str) -> Estimator:
+        get = value.get if isinstance(value, Choice) else {}.get
+        return cls(
+            _word(value),
+            int(get("terms", 5)),
+            float(get("p", 0.5)),
+            int(get("exact_terms", 0)),
+        )
+
+    def weights(self) -> tuple[int, list[float]]:
+        """The number of terms n of this call and the value weights of terms 1..n:
+        (−1)^{k+1}/k for ``series`` and for roulette's first ``exact_terms``, then
+        (−1)^{k+1}/(k·P(reached k)) with n = exact_terms + N, N ~ Geometric(p) on
+        {1, 2, …} (torch's generator, so seedable) and P(reached k) = (1 − p)^{k − e − 1}
+        for k > e = exact_terms: E[estimate] = the full series (Chen et al. 2019)."""
+        if self.kind == "series":
+            return self.terms, [(-1) ** (k + 1) / k for k in range(1, self.terms + 1)]
+        e = self.exact_terms
+        n = e + int(torch.empty((), dtype=torch.float64).geometric_(self.p))
+        q = 1.0 - self.p
+        return n, [(-1) ** (k + 1) / (k * q ** max(0, k - e - 1)) for k in range(1, n + 1)]
+
+
 class Residual(Bijection):
     """y = x + g(x) with Lip(g) ≤ c < 1 certified, so the map is invertible.
 
@@ -43,10 +77,14 @@ class Residual(Bijection):
     - ladj = log det(I + J_g(x)) = Σ_{k≥1} (−1)^{k+1}/k · tr(J_g^k), convergent as
       ‖J_g‖ ≤ c < 1.  ``logdet=exact``: the d×d Jacobian by d vector-Jacobian products
       and ``slogdet`` (small d only).  ``logdet=series(terms=N)``: the first N terms (biased
-      by at most Σ_{k>N} d·c^k/k).  ``logdet=roulette(p)``: N ~ Geometric(p) on {1, 2, …}
-      (one N per call, shared by the batch) and term k weighted by 1/P(N ≥ k) =
-      (1 − p)^{−(k−1)}, an unbiased estimate (Chen et al. 2019); its variance is finite
-      when the spectral radius ρ of J_g satisfies ρ² < 1 − p.
+      by at most Σ_{k>N} d·c^k/k).  ``logdet=roulette(p, exact_terms=e)``: the first e
+      terms always, then N ~ Geometric(p) on {1, 2, …} more (one N per call, shared by
+      the batch), term k > e weighted by 1/P(reached k) = (1 − p)^{−(k−e−1)}, an
+      unbiased estimate (Chen et al. 2019) of e + 1/p terms on average; its variance is
+      finite when the spectral radius ρ of J_g satisfies ρ² < 1 − p (proven for every
+      such g when c² < 1 − p).  ``eval_logdet`` is the estimator in eval mode
+      (``module.eval()``; ``same``: ``logdet``), e.g. ``roulette(exact_terms=20)`` as
+      residual-flows evaluate, or ``exact``.
     - ``trace=hutchinson(samples, noise)``: tr(J^k) ≈ mean over v of vᵀJ^k v with v
       Rademacher or Gaussian, computed as ((Jᵀ)^k v)·v by k vector-Jacobian products;
       ``trace=exact`` takes traces of powers of the full Jacobian.
@@ -90,7 +128,8 @@ class Residual(Bijection):
         lipschitz: c in (0, 1), the bound on every linear map of g.
         power_iters: power-iteration steps per weight update (for the gradient of σ of an
             mlp; conv layers differentiate the exact σ and ignore it).
-        logdet: ``exact`` | ``series(terms)`` | ``roulette(p)``.
+        logdet: ``exact`` | ``series(terms)`` | ``roulette(p, exact_terms)``.
+        eval_logdet: ``same`` or one of ``logdet``'s estimators, used in eval mode.
         trace: ``hutchinson(samples, noise)`` | ``exact``.
         grad: ``backprop`` | ``neumann``.
         inverse: ``fixedpoint(tol, max_iter)``.
@@ -106,6 +145,7 @@ class Residual(Bijection):
         lipschitz: float = 0.97,
         power_iters: int = 5,
         logdet: Choice | str = "roulette",
+        eval_logdet: Choice | str = "same",
         trace: Choice | str = "hutchinson",
         grad: Choice | str = "backprop",
         inverse: Choice | str = "fixedpoint",
@@ -151,9 +191,11 @@ class Residual(Bijection):
             )
         self.name = name or f"residual(x: {list(shape)})"
 
-        self.estimator = _word(logdet)  # "exact" | "series" | "roulette"
-        self.terms = int(logdet.get("terms", 5)) if isinstance(logdet, Choice) else 5
-        self.p = float(logdet.get("p", 0.5)) if isinstance(logdet, Choice) else 0.5
+        #: the log-det estimators of training and of eval mode (``eval_logdet``)
+        self.train_estimator = Estimator.of(logdet)
+        self.eval_estimator = (
+            self.train_estimator if _word(eval_logdet) == "same" else Estimator.of(eval_logdet)
+        )
         self.exact_trace = _word(trace) == "exact"
         self.samples = int(trace.get("samples", 1)) if isinstance(trace, Choice) else 1
         noise = trace.get("noise", "rademacher") if isinstance(trace, Choice) else "rademacher"
@@ -191,6 +233,12 @@ class Residual(Bijection):
             return 0.0
         return self.features * c ** (n + 1) / ((n + 1) * (1.0 - c))
 
+    @property
+    def estimator(self) -> Estimator:
+        """The log-det estimator in use: ``logdet`` in training mode, ``eval_logdet`` in
+        eval mode."""
+        return self.train_estimator if self.training else self.eval_estimator
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         weights = self.g.weights()
         y, ladj = self._value_and_ladj(x.reshape(x.shape[0], self.features), weights)
@@ -213,7 +261,8 @@ class Residual(Bijection):
     def extra_repr(self) -> str:
         return (
             f"in_shapes={self.in_shapes}, lipschitz={self.lipschitz}, "
-            f"logdet={self.estimator}, exact_trace={self.exact_trace}, neumann={self.neumann}, "
+            f"logdet={self.train_estimator.kind}, eval_logdet={self.eval_estimator.kind}, "
+            f"exact_trace={self.exact_trace}, neumann={self.neumann}, "
             f"eval_terms={self.eval_terms}"
         )
 
@@ -320,7 +369,8 @@ class Residual(Bijection):
         """y = x + g(x) and the configured ladj estimate, for flat x: [B, d]."""
         graph = self._needs_graph(x)
         b, d = x.shape
-        slogdet = self.estimator == "exact" or (self.exact_eval and d <= EXACT_MAX_FEATURES)
+        estimator = self.estimator
+        slogdet = estimator.kind == "exact" or (self.exact_eval and d <= EXACT_MAX_FEATURES)
         if self.exact_eval and not slogdet:
             return self._value_and_exact_series(x, weights, graph)
         # g runs once on k stacked copies of x: copy 0 gives y, the others carry the
@@ -333,9 +383,9 @@ class Residual(Bijection):
             y = xi + gx[:b]
             if slogdet or self.exact_trace:
                 jac = self._jacobian(gx, stacked, b, d, create_graph=graph)
-                ladj = self._ladj_from_jacobian(jac, graph, slogdet)
+                ladj = self._ladj_from_jacobian(jac, graph, slogdet, estimator)
             else:
-                ladj = self._ladj_hutchinson(gx, stacked, b, d, graph)
+                ladj = self._ladj_hutchinson(gx, stacked, b, d, graph, estimator)
         if not graph:
             y, ladj = y.detach(), ladj.detach()
         return y, ladj
@@ -376,11 +426,13 @@ class Residual(Bijection):
             y, ladj = y.detach(), ladj.detach()
         return y, ladj
 
-    def _ladj_from_jacobian(self, jac: Tensor, graph: bool, slogdet: bool) -> Tensor:
+    def _ladj_from_jacobian(
+        self, jac: Tensor, graph: bool, slogdet: bool, estimator: Estimator
+    ) -> Tensor:
         if slogdet:
             eye = self._eye.to(jac.dtype)
             return torch.linalg.slogdet(eye + jac)[1]
-        n, weights = self._series_weights(jac.device)
+        n, weights = estimator.weights()
         power = jac
         ladj = weights[0] * jac.diagonal(dim1=-2, dim2=-1).sum(-1)
         for k in range(2, n + 1):
@@ -399,23 +451,15 @@ class Residual(Bijection):
             ladj = ladj.detach() + surrogate - surrogate.detach()
         return ladj
 
-    def _series_weights(self, device: torch.device) -> tuple[int, list[float]]:
-        """Number of terms N and the value weights (−1)^{k+1}/(k·P(N ≥ k)), k = 1..N."""
-        if self.estimator == "series":
-            n = self.terms
-            return n, [(-1) ** (k + 1) / k for k in range(1, n + 1)]
-        # N ~ Geometric(p) on {1, 2, ...}, drawn from torch's generator (seedable)
-        n = int(torch.empty((), dtype=torch.float64).geometric_(self.p))
-        q = 1.0 - self.p
-        return n, [(-1) ** (k + 1) / (k * q ** (k - 1)) for k in range(1, n + 1)]
-
-    def _ladj_hutchinson(self, gx: Tensor, xs: Tensor, b: int, d: int, graph: bool) -> Tensor:
+    def _ladj_hutchinson(
+        self, gx: Tensor, xs: Tensor, b: int, d: int, graph: bool, estimator: Estimator
+    ) -> Tensor:
         s = self.samples
         if self.gaussian:
             v = torch.randn_like(xs)
         else:
             v = torch.randint_like(xs, 0, 2).mul_(2).sub_(1)
-        n, weights = self._series_weights(xs.device)
+        n, weights = estimator.weights()
         neumann = self.neumann and graph
         # w_k = (Jᵀ)^k v; the value needs w_1..w_N, the Neumann vector w_0..w_{N−1}
         w = v

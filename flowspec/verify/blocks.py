@@ -103,16 +103,17 @@ def _stack(xs: list[Tensor], r: int) -> list[Tensor]:
     return [x.repeat(r, *([1] * (x.dim() - 1))) for x in xs]
 
 
-def _draws(fn: Callable[..., Any], xs: list[Tensor], draws: int) -> tuple[Tensor, Tensor]:
-    """Mean and standard error of the log-det estimates of ``fn`` at ``xs``: ``draws``
-    estimates in calls of :data:`REPLICAS` copies; each call's mean is one draw (copies
-    of one call may share randomness, e.g. roulette's N), so the error is over calls."""
+def _draws(fn: Callable[..., Any], xs: list[Tensor], draws: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean, standard error and the standard deviation of one estimate, of the log-det
+    estimates of ``fn`` at ``xs``: ``draws`` estimates in calls of :data:`REPLICAS`
+    copies; each call's mean is one draw (copies of one call may share randomness, e.g.
+    roulette's N), so the error is over calls."""
     b = xs[0].shape[0]
     calls = max(10, math.ceil(draws / REPLICAS))
     stacked = _stack(xs, REPLICAS)
 
     def one() -> Tensor:
-        return fn(*stacked)[1].reshape(REPLICAS, b).mean(0)
+        return fn(*stacked)[1].reshape(REPLICAS, b)
 
     with torch.no_grad():
         return estimate_stats(one, calls)
@@ -166,21 +167,24 @@ def check_subject(s: Subject, report: BlockReport, draws: int) -> None:
 
 def _stochastic(s: Subject, report: BlockReport, exact: Tensor, draws: int) -> None:
     xs = [x[: exact.shape[0]] for x in s.xs]
-    mean, se = _draws(s.forward, xs, draws)
+    mean, se, sd = _draws(s.forward, xs, draws)
     gap = (mean - exact).abs()
     allowed = T.SIGMAS * se + s.bias + s.tau * (1.0 + exact.abs())
     worst = int(torch.argmax(gap - allowed))
     note = (
         f"mean of {max(10, math.ceil(draws / REPLICAS)) * REPLICAS} estimates "
         f"{mean[worst].item():.6g}, exact {exact[worst].item():.6g}, "
-        f"standard error {se[worst].item():.2g}"
+        f"standard error {se[worst].item():.2g}; one estimate's standard deviation "
+        f"{sd[worst].item():.2g} (largest over the inputs {sd.max().item():.2g})"
     )
     if s.bias:
         note += f", proven bias ≤ {s.bias:.2g}"
     _check(report, "stochastic ladj", gap[worst].item(), allowed[worst].item(), note)
+    spread = sd.max().item()
+    report.add(Check("estimate sd", spread, math.inf, math.isfinite(spread), "no tolerance"))
     with torch.no_grad():
         ys = as_tuple(s.transform(*xs))
-        mean_inv, se_inv = _draws(s.inverse, list(ys), draws)
+        mean_inv, se_inv, _ = _draws(s.inverse, list(ys), draws)
     gap = (-mean_inv - exact).abs()
     allowed = T.SIGMAS * se_inv + s.bias + s.tol * (1.0 + exact.abs())
     worst = int(torch.argmax(gap - allowed))

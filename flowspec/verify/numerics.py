@@ -8,7 +8,8 @@
 * :func:`power_sigma` — σ_max of a map's Jacobian at a point by power iteration on
   JᵀJ (vector-Jacobian products; a lower bound of σ_max, for inputs too large for a
   dense Jacobian).
-* :func:`estimate_stats` — the mean and standard error of repeated stochastic estimates.
+* :func:`estimate_stats` — the mean, standard error and spread of repeated stochastic
+  estimates.
 
 Nothing here parses or checks specs.
 """
@@ -133,10 +134,14 @@ def linear_sigma(
     return sigma
 
 
-def estimate_stats(draw: Callable[[], Tensor], draws: int) -> tuple[Tensor, Tensor]:
-    """The mean and the standard error (per sample) of ``draws`` calls of ``draw``."""
-    samples = torch.stack([draw().detach().to(torch.float64) for _ in range(draws)])  # [N, B]
-    return samples.mean(0), samples.std(0) / draws**0.5
+def estimate_stats(draw: Callable[[], Tensor], draws: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per sample, over ``draws`` calls of ``draw`` (each [R, B]: R estimates that may
+    share randomness, such as roulette's N): the mean, its standard error (over the
+    calls' means, which are independent) and the standard deviation of one estimate."""
+    runs = torch.stack([draw().detach().to(torch.float64) for _ in range(draws)])  # [N, R, B]
+    means = runs.mean(1)
+    one = runs.reshape(-1, runs.shape[-1])
+    return means.mean(0), means.std(0) / draws**0.5, one.std(0)
 
 
 __all__ = [

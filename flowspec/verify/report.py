@@ -15,6 +15,7 @@ COLUMNS = {
     "inverse ladj": "inv ladj",
     "fused": "fused",
     "stochastic ladj": "estimator",
+    "estimate sd": "σ est",
     "exact ladj": "exact ladj",
     "lipschitz": "Lip",
     "inverse lipschitz": "Lip⁻¹",
@@ -30,6 +31,8 @@ MEANING = {
     "inverse ladj": "max |ladj_inv + ladj| / (1 + |ladj|)",
     "fused": "max difference of the fused and value-only paths, relative",
     "stochastic ladj": "|mean of N estimates − exact log|det J||",
+    "estimate sd": "standard deviation of one log-det estimate (largest over the inputs); "
+    "reported, no tolerance",
     "exact ladj": "exact-evaluation ladj against the brute-force log|det J|, relative",
     "lipschitz": "largest σ_max of the Jacobian at the sampled points",
     "inverse lipschitz": "largest 1/σ_min of the Jacobian at the sampled points",

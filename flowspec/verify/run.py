@@ -178,10 +178,11 @@ def _bound(fn, node: Node) -> float | None:
 
 
 def _bias(block: Any, opts: dict[str, Any]) -> float:
-    """The proven truncation bias of a ``series`` estimator (0 for unbiased ones)."""
-    logdet = opts.get("logdet")
-    if getattr(logdet, "kind", None) == "series" and hasattr(block, "series_tail_bound"):
-        return float(block.series_tail_bound(int(logdet.get("terms", 5))))
+    """The proven truncation bias of a ``series`` estimator (0 for unbiased ones), of the
+    eval-mode estimator, which verify runs."""
+    estimator = getattr(block, "eval_estimator", None)
+    if getattr(estimator, "kind", None) == "series" and hasattr(block, "series_tail_bound"):
+        return float(block.series_tail_bound(estimator.terms))
     return 0.0
 
 
