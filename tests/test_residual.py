@@ -370,6 +370,48 @@ def test_roulette_gradient_is_unbiased_for_the_log_det_gradient(grad: str, trace
     assert_mean_within(draws, exact)
 
 
+@pytest.mark.parametrize("logdet", [Choice("series", terms=4), Choice("roulette", p=0.4)])
+def test_neumann_gradient_in_forward_is_linear_in_the_loss_weights(logdet: Choice) -> None:
+    """The gradient taken in forward (a loss weighting every sample alike) equals the sum
+    of the rebuilt gradients of the losses that weight one sample each: the same draws
+    (seeded), so equal to rounding."""
+    x = torch.randn(4, 3, dtype=F64)
+    block = residual(logdet=logdet, trace=Choice("hutchinson", samples=2), grad=Choice("neumann"))
+
+    def grads(w: Tensor) -> Tensor:
+        torch.manual_seed(11)
+        return _param_grads(block, x, w)
+
+    together = grads(torch.full((4,), 0.5, dtype=F64))
+    apart = sum(grads(0.5 * torch.eye(4, dtype=F64)[i]) for i in range(4))
+    assert torch.allclose(together, apart, atol=1e-12)
+    assert together.abs().max() > 0
+
+
+def test_neumann_gradient_in_forward_keeps_no_second_order_graph() -> None:
+    """What waits for backward from ladj is one node on top of y's own graph (the
+    double-backward graph of the surrogate was used and freed in forward), while
+    backprop keeps a graph per term."""
+
+    def nodes(t: Tensor) -> set:
+        seen, stack = set(), [t.grad_fn]
+        while stack:
+            fn = stack.pop()
+            if fn is None or fn in seen:
+                continue
+            seen.add(fn)
+            stack.extend(f for f, _ in fn.next_functions)
+        return seen
+
+    extra = {}
+    for grad in ("neumann", "backprop"):
+        block = residual(logdet=Choice("series", terms=5), grad=Choice(grad))
+        y, ladj = block(torch.randn(2, 3, dtype=F64))
+        extra[grad] = nodes(ladj) - nodes(y)
+    assert [type(f).__name__ for f in extra["neumann"]] == ["NeumannInForwardBackward"]
+    assert len(extra["backprop"]) > 20
+
+
 def test_neumann_builds_no_graph_through_the_series() -> None:
     """The memory saving: the autograd graph of a Neumann estimate does not grow with
     the number of terms, while backprop's does."""

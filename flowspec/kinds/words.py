@@ -202,7 +202,8 @@ GRAD = Enum(
     what="gradient",
     docs={
         "backprop": "differentiate through the log-det estimate",
-        "neumann": "the memory-saving Neumann-series gradient (Chen et al. 2019)",
+        "neumann": "the memory-saving Neumann-series gradient (Chen et al. 2019), taken "
+        "in the forward pass with Hutchinson traces",
     },
 )
 #: torchdiffeq's adaptive solvers: error-controlled by ``rtol``/``atol``
