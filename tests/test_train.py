@@ -270,6 +270,74 @@ def test_two_process_torchrun_equals_one_process(tmp_path):
 
 
 @pytest.mark.slow
+def test_sigterm_saves_the_last_step_and_exits_143(tmp_path):
+    out = tmp_path / "t"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowspec", "train", REALNVP, "--data", "moons", "--steps",
+         "100000", "--batch", "32", "--log-every", "1", "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            metrics = out / "metrics.csv"
+            if metrics.exists() and len(metrics.read_text().splitlines()) > 3:
+                break
+            time.sleep(0.05)
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    stopped = torch.load(out / "last.pt", weights_only=True)["train"]["step"]
+    assert f"interrupted: step {stopped} saved" in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_torchrun_saves_the_step_every_rank_finished(tmp_path):
+    """Ctrl-C in a terminal signals torchrun and both workers (one process group);
+    torchrun forwards SIGINT again.  The ranks agree on the step to stop at, rank 0
+    saves it, every worker exits 130, and the checkpoint resumes."""
+    out = tmp_path / "ddp"
+    args = ["train", REALNVP, "--data", "moons", "--steps", "100000", "--batch", "64",
+            "--log-every", "1", "--eval-every", "100000", "--seed", "5"]  # fmt: skip
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]  # fmt: skip
+    proc = subprocess.Popen(
+        [*torchrun, "-m", "flowspec", *args, "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        metrics = out / "metrics.csv"
+        while time.monotonic() < deadline and proc.poll() is None:
+            if metrics.exists() and len(metrics.read_text().splitlines()) > 5:
+                break
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stopped = torch.load(out / "last.pt", weights_only=True)["train"]["step"]
+    assert 5 <= stopped < 100000, err
+    assert err.count(f"interrupted: step {stopped} saved") == 1, err
+    # the workers stop cleanly (no traceback through flowspec); torchrun itself reports
+    # the signal it got with a traceback of its own (SignalException), as always
+    assert f'File "{ROOT / "flowspec"}' not in err and "ChildFailedError" not in err, err
+    resumed = run(*args[:4], "--steps", str(stopped + 3), *args[6:], "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"at step {stopped}" in resumed.stdout
+
+
+@pytest.mark.slow
 def test_two_process_actnorm_initialises_from_the_global_batch(tmp_path):
     """actnorm initialises from step 1's whole global batch on every rank (a rank's own
     slice would give loc/scale O(0.1) apart).  A tiny lr: Adam's first steps normalise

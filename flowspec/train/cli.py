@@ -9,7 +9,8 @@
 
 Registering builds no module and imports no torch (``flowspec check`` stays torch-free);
 each runner imports what it needs.  Exit codes: 0 ok, 1 data / spec / checkpoint errors
-and divergence, 2 usage, 130 after Ctrl-C (the last completed step is saved).
+and divergence, 2 usage, 130 after Ctrl-C, 143 after SIGTERM (the last completed step
+is saved).
 """
 
 from __future__ import annotations

@@ -60,6 +60,22 @@ def mean(value: torch.Tensor) -> float:
     return float(value)
 
 
+def step_consensus(loss: torch.Tensor, stop: bool) -> tuple[float, bool]:
+    """The step's loss averaged over the ranks, and whether any rank was asked to stop
+    (Ctrl-C, SIGTERM): one all-reduce of [loss, stop], so every rank ends at the same
+    step and none is left waiting in the next step's collectives."""
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        both = torch.tensor(
+            [float(loss.detach()), float(stop)], dtype=torch.float64, device=loss.device
+        )
+        dist.all_reduce(both)
+        return float(both[0]) / dist.get_world_size(), bool(both[1] > 0)
+    return float(loss.detach()), stop
+
+
 def teardown() -> None:
     import torch.distributed as dist
 
@@ -67,4 +83,12 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-__all__ = ["device_for", "mean", "rank_and_world", "setup", "teardown", "wrap"]
+__all__ = [
+    "device_for",
+    "mean",
+    "rank_and_world",
+    "setup",
+    "step_consensus",
+    "teardown",
+    "wrap",
+]

@@ -168,14 +168,16 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
     counted = [m for m in flow.modules() if isinstance(getattr(type(m), "nfe", None), property)]
     d_log2 = flow.num_features * math.log(2.0)
     metrics = _Metrics(out / "metrics.csv", append=opts.resume and start > 0) if main else None
-    state = {"stop": False}
+    state = {"stop": 0}
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        if state["stop"]:  # a second Ctrl-C: stop now
+    def on_signal(signum: int, frame: Any) -> None:
+        # a second Ctrl-C stops at once in one process; under torchrun the agent forwards
+        # the terminal's SIGINT to workers that had it already, so it is the same request
+        if state["stop"] and world == 1:
             raise KeyboardInterrupt
-        state["stop"] = True
+        state["stop"] = state["stop"] or signum
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def train_state(step: int) -> dict[str, Any]:
         return {
@@ -196,7 +198,7 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
             idx = batch_indices(opts.seed, step, n, opts.batch)[rank * local : (rank + 1) * local]
             torch.manual_seed(_mix(opts.seed, step, rank, 1))
             loss = model(train_x[idx].to(opts.device))
-            seen = distributed.mean(loss.detach())
+            seen, stopping = distributed.step_consensus(loss, bool(state["stop"]))
             if not math.isfinite(seen):
                 raise Diverged(
                     f"the loss is not finite at step {step} ({seen}): training stopped; "
@@ -213,7 +215,7 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
             shown = seen / d_log2 if dequant else seen
             evaluate_now = step % opts.eval_every == 0 or step == steps
             row = None
-            if step % opts.log_every == 0 or evaluate_now or state["stop"]:
+            if step % opts.log_every == 0 or evaluate_now or stopping:
                 elapsed = time.perf_counter() - t0
                 row = {"step": step, "loss": seen, "seconds": round(elapsed, 4)}
                 row["samples_per_s"] = round(done / max(elapsed, 1e-9), 1)
@@ -242,15 +244,16 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"loss {shown:.3f}")
-                if evaluate_now or state["stop"] or step % opts.eval_every == 0:
+                if evaluate_now or stopping or step % opts.eval_every == 0:
                     save(flow, last, train=train_state(step))
-            if state["stop"]:
+            if stopping:
                 if main:
                     save(flow, last, train=train_state(step))
                     sys.stderr.write(f"interrupted: step {step} saved in {last}\n")
-                return 130
+                return 128 + int(state["stop"] or signal.SIGINT)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if bar is not None:
             bar.close()
         if metrics is not None:
