@@ -233,10 +233,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(args: list[str], out: Path) -> str:
+def _start_torchrun(args: list[str], out: Path) -> subprocess.Popen:
+    """Two CPU workers on a free port, in a session of their own (so the test can
+    signal or kill the whole group)."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                 "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]  # fmt: skip
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [*torchrun, "-m", "flowspec", *args, "--out", str(out)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -245,6 +247,10 @@ def _torchrun(args: list[str], out: Path) -> str:
         start_new_session=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
+
+
+def _torchrun(args: list[str], out: Path) -> str:
+    proc = _start_torchrun(args, out)
     try:
         stdout, err = proc.communicate(timeout=180)
     finally:
@@ -302,17 +308,7 @@ def test_ctrl_c_under_torchrun_saves_the_step_every_rank_finished(tmp_path):
     out = tmp_path / "ddp"
     args = ["train", REALNVP, "--data", "moons", "--steps", "100000", "--batch", "64",
             "--log-every", "1", "--eval-every", "100000", "--seed", "5"]  # fmt: skip
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]  # fmt: skip
-    proc = subprocess.Popen(
-        [*torchrun, "-m", "flowspec", *args, "--out", str(out)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    proc = _start_torchrun(args, out)
     try:
         deadline = time.monotonic() + 120
         metrics = out / "metrics.csv"
