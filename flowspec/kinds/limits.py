@@ -47,6 +47,9 @@ MAX_FACTOR = 1 << 11
 MAX_SPLIT_PARTS = 1024
 #: equal steps of a fixed-step ODE solver
 MAX_ODE_STEPS = 10_000
+#: frequencies of an ode block's Fourier time embedding (``time=fourier(features=K)``):
+#: 2K more inputs of the dynamics net's first layer
+MAX_TIME_FREQUENCIES = 1024
 #: the smallest ``roulette(p=)``: the series has 1/p terms on average, so a tiny p
 #: is a forward pass that does not end
 MIN_ROULETTE_P = 0.01

@@ -6,20 +6,29 @@ arXiv:1806.07366): dx/dt = f(x, t), with the log-det the integral of the trace.
 
 from __future__ import annotations
 
+import math
+
 from flowspec.kinds import limits as L
 from flowspec.kinds import sizes
 from flowspec.kinds.base import (
     _R,
     BlockKind,
+    Bound,
     Example,
     Opts,
     Problem,
     Shape,
     _residual_shape,
-    _unbounded,
 )
 from flowspec.kinds.options import Bool, Choice, Float, Int, Option
-from flowspec.kinds.words import ADAPTIVE_SOLVERS, ODE_NET, SOLVER, TRACE
+from flowspec.kinds.words import (
+    ADAPTIVE_SOLVERS,
+    ODE_NET,
+    REGULARIZE,
+    SOLVER,
+    TIME,
+    TRACE,
+)
 
 
 def _ode_advice(opts: Opts, given: frozenset[str]) -> list[Problem]:
@@ -58,15 +67,68 @@ _STAGES = {
 }
 
 
+def time_features(opts: Opts) -> int:
+    """Inputs the time embedding adds to the dynamics net's first layer: 1 for ``concat``,
+    2K for ``fourier(features=K)``, 0 for ``concatsquash`` (t enters every layer's gate)."""
+    time = opts["time"]
+    if time.kind == "fourier":
+        return 2 * time["features"]
+    return 1 if time.kind == "concat" else 0
+
+
 def _net_shapes(opts: Opts, shape: Shape) -> tuple[Shape, Shape]:
-    """f's (input, output) shapes: time is one more feature (mlp) or channel."""
+    """f's (input, output) shapes: the time embedding is more features (mlp) or channels."""
+    k = time_features(opts)
     if opts["net"].kind == "mlp":
-        return (sizes.numel(shape) + 1,), (sizes.numel(shape),)
-    return (shape[0] + 1, *shape[1:]), shape
+        return (sizes.numel(shape) + k,), (sizes.numel(shape),)
+    return (shape[0] + k, *shape[1:]), shape
 
 
 def _ode_parameters(opts: Opts, shapes: list[Shape]) -> int:
-    return sizes.net_parameters(opts["net"], *_net_shapes(opts, shapes[0]))
+    """The net's; ``concatsquash`` adds per layer of width w a gate (w weights, w biases)
+    and a shift (w weights).  A Lipschitz-constrained net splits its first layer into the
+    x columns and the time columns, the same numbers."""
+    count = sizes.net_parameters(opts["net"], *_net_shapes(opts, shapes[0]))
+    if opts["time"].kind == "concatsquash" and opts["net"].kind == "mlp":
+        count += 3 * (sum(opts["net"]["hidden"]) + sizes.numel(shapes[0]))
+    return count
+
+
+def _ode_problems(opts: Opts, shapes: list[Shape]) -> list[Problem]:
+    """E201: the certified Lipschitz net and ConcatSquash layers exist for net=mlp only."""
+    net = opts["net"].kind
+    out = []
+    if net != "mlp" and opts["time"].kind == "concatsquash":
+        out.append(
+            Problem(
+                "E201",
+                f"time=concatsquash is implemented for net=mlp, not net={net}",
+                "time",
+                "use time=concat or time=fourier(features=...) with a conv or resnet net",
+            )
+        )
+    if net != "mlp" and opts["lipschitz"] is not None:
+        out.append(
+            Problem(
+                "E201",
+                f"`lipschitz` on an ode block certifies net=mlp, not net={net}",
+                "lipschitz",
+                "remove `lipschitz`, or use net=mlp(hidden=[...])",
+            )
+        )
+    return out
+
+
+def _ode_lipschitz(opts: Opts, shapes: list[Shape]) -> Bound:
+    """Lip(F) ≤ exp(L·t) when f(·, s) is L-Lipschitz in x for every s (Grönwall: two
+    solutions part at most at rate L); the same bound holds for F⁻¹, the flow of −f."""
+    lip = opts["lipschitz"]
+    if lip is None:
+        return Bound.unbounded("the dynamics net is not Lipschitz-constrained (no `lipschitz=`)")
+    exponent = lip * opts["t"]
+    if exponent > 700.0:  # exp overflows a float
+        return Bound.unbounded(f"exp(lipschitz·t) = exp({exponent:g}) overflows")
+    return Bound(math.exp(exponent))
 
 
 def _ode_activations(opts: Opts, shapes: list[Shape]) -> int:
@@ -134,6 +196,28 @@ ENTRIES: tuple[BlockKind, ...] = (
             ),
             Option("trace", TRACE, "hutchinson"),
             Option("adjoint", Bool(), True),
+            Option(
+                "time",
+                TIME,
+                "concat",
+                doc="how the dynamics net reads t: appended (`concat`), as Fourier features "
+                "(`fourier`), or gating every layer (`concatsquash`, net=mlp)",
+            ),
+            Option(
+                "regularize",
+                REGULARIZE,
+                "none",
+                doc="extra loss terms of the forward pass (block.regularization(), "
+                "flow.regularization(); flowspec train adds them to the loss)",
+            ),
+            Option(
+                "lipschitz",
+                Float(0.0, min_open=True),
+                None,
+                doc="L: build f with certified spectral norms so that f(·, t) is "
+                "L-Lipschitz in x for every t (net=mlp), proving Lip(F), Lip(F⁻¹) ≤ exp(L·t); "
+                "default none (unbounded)",
+            ),
         ),
         _residual_shape,
         f"{_R}.ode:ODE",
@@ -142,8 +226,9 @@ ENTRIES: tuple[BlockKind, ...] = (
         inverse="integrated",
         low_precision=_ode_low_precision,
         logdet=lambda opts: "exact" if opts["trace"].kind == "exact" else "stochastic",
-        lipschitz=_unbounded("the dynamics net is not Lipschitz-constrained"),
-        inverse_lipschitz=_unbounded("the dynamics net is not Lipschitz-constrained"),
+        lipschitz=_ode_lipschitz,
+        inverse_lipschitz=_ode_lipschitz,
+        problems=_ode_problems,
         advice=_ode_advice,
         math=(
             "dx/dt = f(x, t) from 0 to `t`, y = x(t); ladj = ∫ tr(∂f/∂x) dt, the trace exact or "
@@ -151,6 +236,7 @@ ENTRIES: tuple[BlockKind, ...] = (
             "same solver"
         ),
         shape_doc="output shape = input shape ([C, H, W] with net=conv or resnet)",
+        bounds_doc="Lip ≤ exp(L·t); Lip⁻¹ ≤ exp(L·t) with L = `lipschitz` (unbounded without it)",
         examples=(
             Example(
                 ((2,),),
@@ -160,6 +246,29 @@ ENTRIES: tuple[BlockKind, ...] = (
                     "rtol": 1e-8,  # the harness compares to brute force at 1e-4
                     "atol": 1e-8,
                     "net": Choice("mlp", {"hidden": [8], "act": "tanh"}),
+                },
+            ),
+            Example(
+                ((3,),),
+                {
+                    "trace": "exact",
+                    "adjoint": False,
+                    "rtol": 1e-8,
+                    "atol": 1e-8,
+                    "time": Choice("fourier", {"features": 2}),
+                    "net": Choice("mlp", {"hidden": [8], "act": "tanh", "init": "default"}),
+                },
+            ),
+            Example(
+                ((3,),),
+                {
+                    "trace": "exact",
+                    "adjoint": False,
+                    "rtol": 1e-8,
+                    "atol": 1e-8,
+                    "time": "concatsquash",
+                    "lipschitz": 1.5,
+                    "net": Choice("mlp", {"hidden": [8], "act": "elu", "init": "default"}),
                 },
             ),
         ),

@@ -206,6 +206,45 @@ GRAD = Enum(
         "in the forward pass with Hutchinson traces",
     },
 )
+#: how an ode block's dynamics net reads the time t (``time=``)
+TIME = Enum(
+    {
+        "concat": (),
+        "fourier": (
+            Option(
+                "features",
+                Int(min=1, max=L.MAX_TIME_FREQUENCIES),
+                3,
+                doc="K: the frequencies π, 2π, …, Kπ (2K inputs)",
+            ),
+        ),
+        "concatsquash": (),
+    },
+    what="time embedding",
+    docs={
+        "concat": "t appended to the input as one more feature (a channel for conv and resnet)",
+        "fourier": "cos(kπt), sin(kπt) for k = 1 … K appended to the input (zuko's CNF)",
+        "concatsquash": "every linear layer's output gated by σ(W_g·t + b_g) and shifted by "
+        "W_b·t (FFJORD's ConcatSquashLinear; net=mlp)",
+    },
+)
+#: the extra loss terms of an ode block (``regularize=``)
+REGULARIZE = Enum(
+    {
+        "none": (),
+        "finlay": (
+            Option("kinetic", Float(0.0), 0.01, doc="λ_K, the weight of ∫‖f‖² dt"),
+            Option("jacobian", Float(0.0), 0.01, doc="λ_J, the weight of ∫‖∂f/∂x‖_F² dt"),
+        ),
+    },
+    what="regulariser",
+    docs={
+        "none": "no extra loss term",
+        "finlay": "λ_K·∫‖f‖² dt + λ_J·∫‖∂f/∂x‖_F² dt, integrated with the state per sample "
+        "and averaged over the batch (Finlay et al. 2020, arXiv:2002.02798); the Frobenius "
+        "norm exact with trace=exact, else Hutchinson's ‖εᵀ∂f/∂x‖² with the trace's probes",
+    },
+)
 #: torchdiffeq's adaptive solvers: error-controlled by ``rtol``/``atol``
 ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 #: its fixed-grid solvers: ``steps`` equal steps, whatever the error

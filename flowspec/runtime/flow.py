@@ -297,6 +297,23 @@ class Flow(nn.Module):
         :func:`flowspec.runtime.exact.exact`)."""
         return _exact(self, enabled)
 
+    def regularization(self) -> Tensor:
+        """The sum of the blocks' extra loss terms of their last forward call (an ``ode``
+        block's ``regularize=finlay(...)``, see :meth:`ODE.regularization
+        <flowspec.runtime.ode.ODE.regularization>`): a differentiable scalar, 0 when no
+        block regularises.  ``flowspec train`` adds it to the loss."""
+        total = self._probe.new_zeros(())
+        for m in self.modules():
+            if m is not self and callable(getattr(m, "regularization", None)):
+                total = total + m.regularization().to(total)
+        return total
+
+    def regularizes(self) -> bool:
+        """Whether some block has a regulariser (``regularization()`` can be non-zero)."""
+        return any(
+            m is not self and getattr(m, "regularize", False) is True for m in self.modules()
+        )
+
     @_validate.entry("log_prob")
     def log_prob(self, x: Tensor, context: Tensor | None = None, exact: bool = False) -> Tensor:
         """log p(x) = log q(F(x)) + log|det J_F(x)| (given ``context`` when the flow has

@@ -40,6 +40,7 @@ METRICS = (
     "samples_per_s",
     "nfe_forward",
     "nfe_backward",
+    "regularization",
 )
 
 
@@ -117,9 +118,7 @@ class _Objective:
                 self.flow = flow
 
             def forward(self, x: torch.Tensor) -> torch.Tensor:
-                loss = -self.flow.log_prob(x).mean()
-                extra = getattr(self.flow, "regularization", None)
-                return loss + extra() if callable(extra) else loss
+                return -self.flow.log_prob(x).mean() + self.flow.regularization()
 
         return Objective()
 
@@ -166,6 +165,8 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
     dequant = flow.DEQUANTIZE is not None
     # blocks that count their function evaluations (ODE blocks): logged per step
     counted = [m for m in flow.modules() if isinstance(getattr(type(m), "nfe", None), property)]
+    # blocks with an extra loss term (ode regularize=finlay): its value is logged per step
+    regularized = flow.regularizes()
     d_log2 = flow.num_features * math.log(2.0)
     metrics = _Metrics(out / "metrics.csv", append=opts.resume and start > 0) if main else None
     state = {"stop": 0}
@@ -199,6 +200,7 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
             torch.manual_seed(_mix(opts.seed, step, rank, 1))
             loss = model(train_x[idx].to(opts.device))
             seen, stopping = distributed.step_consensus(loss, bool(state["stop"]))
+            reg = distributed.mean(flow.regularization().detach()) if regularized else None
             if not math.isfinite(seen):
                 raise Diverged(
                     f"the loss is not finite at step {step} ({seen}): training stopped; "
@@ -221,6 +223,8 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
                 row["samples_per_s"] = round(done / max(elapsed, 1e-9), 1)
                 if nfe is not None:
                     row["nfe_forward"], row["nfe_backward"] = nfe
+                if reg is not None:
+                    row["regularization"] = reg
             if evaluate_now and main and val_x.shape[0]:
                 result = evaluate(flow, val_x.to(opts.device), seed=opts.seed)
                 row["val_nll"], row["val_bpd"] = result["nll"], result["bpd"]
@@ -237,6 +241,8 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
                         text += f" val_nll {row['val_nll']:.4f}"
                         text += f" val_bpd {row['val_bpd']:.4f}" if dequant else ""
                     text += f" {row['samples_per_s']:.0f} samples/s"
+                    if reg is not None:
+                        text += f" reg {reg:.4g}"
                     if nfe is not None:
                         text += f" nfe {nfe[0]}+{nfe[1]}"
                     if bar is None:

@@ -76,6 +76,10 @@ class BlockReport:
     checks: list[Check] = field(default_factory=list)
     #: the ``block`` calls it was expanded from (``called at line 18``)
     via: str = ""
+    #: an ``ode`` block's function evaluations of one call on the samples: ``forward``
+    #: (value and log-det), ``inverse`` (the same, backwards) and ``backward`` (the
+    #: gradient of the forward call: the adjoint's re-integration, 0 without it)
+    nfe: dict[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -96,6 +100,7 @@ class BlockReport:
             "via": self.via,
             "ok": self.ok,
             "checks": [c.to_dict() for c in self.checks],
+            **({} if self.nfe is None else {"nfe": dict(self.nfe)}),
         }
 
 
@@ -195,6 +200,13 @@ def render_text(report: VerifyReport) -> str:
         if c.skipped and c.note
     ]
     lines.extend(f"note: {s}" for s in dict.fromkeys(skipped))
+    lines.extend(
+        f"nfe: {r.attr} ({r.kind}, line {r.location.rsplit(':', 1)[-1]}): forward "
+        f"{r.nfe['forward']}, inverse {r.nfe['inverse']}, backward {r.nfe['backward']} "
+        f"function evaluations (one call on the {report.samples} samples)"
+        for r in report.rows
+        if r.nfe is not None
+    )
     if fails:
         lines.extend(f"FAILED {f}" for f in fails)
         lines.append(f"{len(fails)} check(s) failed in flow `{report.flow}`")

@@ -358,8 +358,32 @@ def _verify(module, fg, report, dtype, samples, seed, draws) -> None:
             _block_subject(node, block, xs, cond, dtype, dense, jac_samples, note), row, draws
         )
         _weights(block, node.options, row, T.base(dtype))
+        row.nfe = _nfe(block, xs, cond)
         report.rows.append(row)
     report.rows.append(_whole(module, fg, values, dtype, draws))
+
+
+def _nfe(block: Any, xs: list[Tensor], cond: dict[str, Tensor]) -> dict[str, int] | None:
+    """An ODE block's function evaluations (its ``nfe``) of one forward call with the
+    log-det, of one inverse call, and of the gradient of the forward call with respect
+    to the input (the adjoint's backward integration); ``None`` for other blocks, or
+    when a call fails (the checks above report that failure)."""
+    if not isinstance(getattr(type(block), "nfe", None), property):
+        return None
+    try:
+        with torch.no_grad():
+            y, _ = block(*xs, **cond)
+            forward = block.nfe[0]
+            block.inverse(y, **cond)
+            inverse = block.nfe[0]
+        x = xs[0].detach().requires_grad_(True)
+        with torch.enable_grad():
+            y, ladj = block(x, *xs[1:], **cond)
+            torch.autograd.grad(y.sum() + ladj.sum(), x)
+        backward = block.nfe[1]
+    except Exception:
+        return None
+    return {"forward": int(forward), "inverse": int(inverse), "backward": int(backward)}
 
 
 def _features(node: Node) -> int:
