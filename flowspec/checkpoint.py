@@ -43,7 +43,10 @@ if TYPE_CHECKING:
     from flowspec.runtime.flow import Flow
 
 FORMAT = "flowspec-checkpoint"
-FORMAT_VERSION = 1
+#: 2: autoregressive.affine scales before it shifts (z = x·exp(s) + b); its version-1
+#: weights meant z = (x − μ)·exp(−α) and cannot be converted (b = −μ·exp(−α) is not a
+#: function of the MADE's last layer), so version-1 checkpoints holding one are refused
+FORMAT_VERSION = 2
 #: the floating dtypes a checkpoint may name (anything else is refused)
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 #: the longest spec path a checkpoint may record (it is shown in messages)
@@ -331,6 +334,8 @@ def load_compiled(
         dtype=dtype,
         max_params=max_parameters,
     )
+    if data["format_version"] < 2:
+        _refuse_old_autoregressive_affine(flow, path, data)
     try:
         flow.load_state_dict(data["state_dict"])
     except RuntimeError as e:
@@ -343,6 +348,19 @@ def load_compiled(
         ) from None
     flow.train(data["training"])
     return flow
+
+
+def _refuse_old_autoregressive_affine(flow: Flow, path: Path, data: Mapping[str, Any]) -> None:
+    from flowspec.runtime.autoregressive import AutoregressiveAffine
+
+    if any(isinstance(m, AutoregressiveAffine) for m in flow.modules()):
+        raise CheckpointError(
+            f"{path} is a version {data['format_version']} checkpoint (flowspec "
+            f"{_shown(str(data['flowspec_version']))}) of a flow with autoregressive.affine "
+            "blocks, whose weights then meant z = (x − μ)·exp(−α); this flowspec computes "
+            "z = x·exp(s) + b, and the weights cannot be converted: train the flow again, "
+            "or load the checkpoint with the flowspec that wrote it"
+        )
 
 
 def _version() -> str:

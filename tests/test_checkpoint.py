@@ -18,7 +18,13 @@ import torch
 from conftest import ROOT
 
 import flowspec
-from flowspec.checkpoint import FORMAT, CheckpointError, CheckpointMismatch, read
+from flowspec.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    CheckpointMismatch,
+    read,
+)
 
 SPEC = """\
 # a small flow with buffers: actnorm's initialisation flag, batchnorm's running stats
@@ -100,7 +106,7 @@ def test_the_file_is_plain_data_that_weights_only_loading_accepts(tmp_path):
     flow = trained(SPEC, steps=1)
     flowspec.save(flow, tmp_path / "m.ckpt")
     data = torch.load(tmp_path / "m.ckpt", weights_only=True)
-    assert data["format"] == FORMAT and data["format_version"] == 1
+    assert data["format"] == FORMAT and data["format_version"] == FORMAT_VERSION == 2
     assert data["flow_name"] == "small" and data["spec_hash"] == flow.SPEC_HASH
     assert data["spec_text"] == SPEC and data["spec_file"] == "<string>"
     assert data["flowspec_version"] == flowspec.__version__
@@ -305,3 +311,30 @@ def test_compile_with_weights_of_another_spec_fails_cleanly(tmp_path):
     assert "Traceback" not in done.stderr
     done = _cli("compile", spec, "--weights", "m.ckpt", cwd=tmp_path)
     assert done.returncode == 2 and "--weights needs -o" in done.stderr
+
+
+MAF = """\
+flow maf {
+    input x: [3]
+    x = autoregressive.affine(x, hidden=[8])
+    output x
+}
+"""
+
+
+def test_a_version_1_checkpoint_loads_unless_it_holds_an_autoregressive_affine(tmp_path):
+    # version 2 changed only what autoregressive.affine's weights mean (it scales before
+    # it shifts now); every other version-1 checkpoint still loads, bit for bit
+    flow = trained(SPEC, steps=1)
+    flowspec.save(flow, tmp_path / "m.ckpt")
+    data = torch.load(tmp_path / "m.ckpt", weights_only=True)
+    torch.save({**data, "format_version": 1}, tmp_path / "v1.ckpt")
+    x = torch.randn(8, 4)
+    assert torch.equal(flowspec.load(tmp_path / "v1.ckpt").log_prob(x), flow.eval().log_prob(x))
+
+    flowspec.save(trained(MAF, steps=1), tmp_path / "maf.ckpt")
+    data = torch.load(tmp_path / "maf.ckpt", weights_only=True)
+    torch.save({**data, "format_version": 1}, tmp_path / "maf1.ckpt")
+    message = _error(tmp_path / "maf1.ckpt")
+    assert "autoregressive.affine" in message and "cannot be converted" in message
+    assert flowspec.load(tmp_path / "maf.ckpt").log_prob(torch.randn(2, 3)).shape == (2,)

@@ -74,15 +74,15 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         _flat_only("autoregressive.affine"),
         f"{_R}.autoregressive:AutoregressiveAffine",
-        **_made_sizes(lambda opts: 2),  # μ_i, α_i
+        **_made_sizes(lambda opts: 2),  # b_i, s_i
         inverse=_ar_inverse,
         forward=_ar_forward,
         logdet="analytic",
         lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
         inverse_lipschitz=_unbounded("the MADE conditioner is not Lipschitz-constrained"),
         math=(
-            "z_i = (x_i − μ_i)·exp(−α_i), (μ_i, α_i) from a MADE of the earlier features (in "
-            "`order`) and `cond`, α soft-clamped to (−3, 3); ladj = −Σ α_i; inverse: d "
+            "z_i = x_i·exp(s_i) + b_i, (b_i, s_i) from a MADE of the earlier features (in "
+            "`order`) and `cond`, s soft-clamped to (−3, 3); ladj = Σ s_i; inverse: d "
             "sequential passes.  `iaf=true` is the same map the other way round: the normalizing "
             "direction is sequential, generation one pass"
         ),

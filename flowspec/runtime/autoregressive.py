@@ -55,6 +55,8 @@ def order_degrees(order: Choice | str, d: int) -> list[int]:
 class MaskedLinear(nn.Linear):
     """A linear layer whose weight is multiplied by a fixed 0/1 mask."""
 
+    mask: Tensor
+
     def __init__(self, in_features: int, out_features: int, mask: Tensor) -> None:
         super().__init__(in_features, out_features)
         self.register_buffer("mask", mask.to(self.weight.dtype))
@@ -188,11 +190,14 @@ class AutoregressiveAffine(_Autoregressive):
     """Masked autoregressive affine flow (MAF; IAF with ``iaf=true``).
 
     Math (``iaf=false``, data x → latent z, one pass):
-    z_i = (x_i − μ_i(x_<i))·exp(−α_i(x_<i)), ladj = −Σ_i α_i; inverse (d sequential
-    passes) x_i = z_i·exp(α_i(x_<i)) + μ_i(x_<i).  With ``iaf=true`` the block is the
-    inverse of that map: z_i = x_i·exp(α_i(z_<i)) + μ_i(z_<i) (sequential), ladj = +Σ α_i,
-    and x = (z − μ(z))·exp(−α(z)) in one pass.  "x_<i" is "earlier in ``order``".  The
-    log-scale is soft-clamped, α = B·tanh(h/B) with B = ``LOG_SCALE_BOUND`` = 3, for
+    z_i = x_i·exp(s_i(x_<i)) + b_i(x_<i), ladj = Σ_i s_i; inverse (d sequential passes)
+    x_i = (z_i − b_i(x_<i))·exp(−s_i(x_<i)).  With ``iaf=true`` the block is the inverse
+    of that map: z_i = (x_i − b_i(z_<i))·exp(−s_i(z_<i)) (sequential), ladj = −Σ s_i, and
+    x = z·exp(s(z)) + b(z) in one pass.  "x_<i" is "earlier in ``order``".  Scaling
+    before shifting (as zuko does) rather than Papamakarios et al.'s (x − μ)·exp(−α)
+    is the same family of maps, b = −μ·exp(−α), but trains better: the shift's
+    gradient is not rescaled by exp(−α) (benchmarks/bench_maf_seeds.py).  The
+    log-scale is soft-clamped, s = B·tanh(h/B) with B = ``LOG_SCALE_BOUND`` = 3, for
     stability; with ``init=zero`` (the default) the MADE's zero-initialised last layer
     makes the block start at the identity.  ``cond`` (any shape, flattened) feeds every
     first-layer hidden unit.
@@ -227,11 +232,11 @@ class AutoregressiveAffine(_Autoregressive):
         super().__init__(in_shapes, hidden, act, order, iaf, cond, params=2, init=init)
 
     def _pass(self, v: Tensor, theta: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        mu = theta[..., 0]
-        alpha = LOG_SCALE_BOUND * torch.tanh(theta[..., 1] * (1.0 / LOG_SCALE_BOUND))
+        shift = theta[..., 0]
+        log_scale = LOG_SCALE_BOUND * torch.tanh(theta[..., 1] * (1.0 / LOG_SCALE_BOUND))
         if inverse:
-            return v * torch.exp(alpha) + mu, alpha
-        return (v - mu) * torch.exp(-alpha), -alpha
+            return (v - shift) * torch.exp(-log_scale), -log_scale
+        return v * torch.exp(log_scale) + shift, log_scale
 
 
 class AutoregressiveSpline(_Autoregressive):
