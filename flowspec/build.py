@@ -117,7 +117,7 @@ def construct(
     constructor failed (the first block the half-built module does not have)."""
     module = cls.__new__(cls)
     try:
-        module.__init__()
+        cls.__init__(module)
     except ALLOCATION_ERRORS as e:
         built = module.__dict__.get("_modules", {})
         blocks = fg.blocks()

@@ -26,6 +26,7 @@ from typing import Any
 from flowspec import __version__
 from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph, Node
+from flowspec.ir.resolved import Resolved, ResolvedFlow
 from flowspec.kinds import REGISTRY
 from flowspec.kinds.options import Choice, TensorName
 from flowspec.syntax import ast
@@ -126,7 +127,7 @@ def spec_hash(program: ast.Program | None, flow_name: str) -> str:
 
 @dataclass
 class _Block:
-    node: Node
+    block: Resolved
     attr: str  # self.<attr>
     cls: str
     module: str
@@ -149,7 +150,7 @@ class _Names:
         self.fg = fg
         self.last: dict[str, int] = {}
         for i, (block, takes, _gives) in enumerate(steps):
-            for tid in (*takes, *block.node.reads.values()):
+            for tid in (*takes, *block.block.reads.values()):
                 self.last[tid] = i
         for tid in results:
             self.last[tid] = len(steps)
@@ -176,11 +177,18 @@ class _Names:
         return self.var[tid]
 
 
-def _runtime_options(node: Node, fg: FlowGraph) -> str:
+def _shape(fg: FlowGraph, tid: str) -> tuple[int, ...]:
+    """A tensor's shape; elaboration has inferred every shape of a flow that checked."""
+    shape = fg.tensors[tid].shape
+    assert shape is not None, f"codegen ran on an unresolved tensor {tid}"
+    return tuple(shape)
+
+
+def _runtime_options(block: Resolved, fg: FlowGraph) -> str:
     parts = []
-    for key, value in node.options.items():
+    for key, value in block.options.items():
         if isinstance(value, TensorName):
-            value = fg.tensors[value.id].shape
+            value = _shape(fg, value.id)
         parts.append(f"{identifier(key)}={literal(value)}")
     return ", ".join(parts)
 
@@ -217,7 +225,7 @@ def _method(
     where: dict[str, str | None] = {}  # tensor id → device it lives on (None: home)
     have_ladj = False
     for i, (block, takes, gives) in enumerate(steps):
-        node = block.node
+        node = block.block.node
         w(f"        # {line_of(node)}")
         for tid in (*takes, *node.reads.values()):
             if where.get(tid) != node.device:
@@ -263,23 +271,26 @@ def _method(
 
 
 def generate(
-    fg: FlowGraph, source: Source | None = None, program: ast.Program | None = None
+    rf: ResolvedFlow, source: Source | None = None, program: ast.Program | None = None
 ) -> str:
-    """Python source for the flow ``fg`` (checked, with options and shapes annotated)."""
+    """Python source for the elaborated flow ``rf``, which checked clean (so every block
+    is resolved: options and shapes known)."""
+    if not rf.complete:
+        raise ValueError(f"flow `{rf.name}` is not fully elaborated; check it first")
+    fg = rf.graph
     blocks: list[_Block] = []
     imports: dict[str, set[str]] = {}
-    for i, node in enumerate(fg.blocks()):
-        spec = REGISTRY[node.kind]
+    for i, block in enumerate(rf.blocks):
+        spec = REGISTRY[block.kind]
         module, _, name = spec.runtime.partition(":")
         imports.setdefault(module, set()).add(name)
-        blocks.append(
-            _Block(node, f"b{i}", name, module, spec.logdet_class(node.options) == "zero")
-        )
+        zero = spec.logdet_class(block.options) == "zero"
+        blocks.append(_Block(block, f"b{i}", name, module, zero))
     cls = class_name(fg.name)
     taken = {"Flow", "Choice", "Model", "torch"}.union(*imports.values())
     while cls in taken:  # `flow planar` must not shadow the runtime class Planar
         cls += "Flow"
-    by_node = {b.node.id: b for b in blocks}
+    by_node = {b.block.id: b for b in blocks}
 
     def line_of(node: Node) -> str:
         """``line 6: x = actnorm(x)``, with the call sites of the ``block``s it came from;
@@ -297,7 +308,7 @@ def generate(
         block (:mod:`flowspec.runtime.validate`); no spec text, which stays in comments."""
         return line_of(node).partition(": ")[0]
 
-    placed = any(b.node.device is not None for b in blocks)
+    placed = any(b.block.node.device is not None for b in blocks)
 
     out: list[str] = []
     w = out.append
@@ -323,35 +334,36 @@ def generate(
     w(f"    FLOW_NAME = {literal(fg.name)}")
     w(f"    SPEC_HASH = {literal(spec_hash(program, fg.name))}")
     generative = fg.direction == "generative"
+    assert fg.input is not None  # a flow that checked has its input
+    first: tuple[str, ...] = (fg.input,)
     # the module is always data → latent; a generative flow's blocks run backwards
-    data, latents = (fg.outputs, (fg.input,)) if generative else ((fg.input,), fg.outputs)
-    w(f"    INPUT_SHAPE = {literal(tuple(fg.tensors[data[0]].shape))}")
-    out_shapes = tuple(tuple(fg.tensors[t].shape) for t in latents)
-    w(f"    OUTPUT_SHAPES = {literal(out_shapes)}")
-    context = None if fg.context is None else tuple(fg.tensors[fg.context].shape)
+    data, latents = (fg.outputs, first) if generative else (first, fg.outputs)
+    w(f"    INPUT_SHAPE = {literal(_shape(fg, data[0]))}")
+    w(f"    OUTPUT_SHAPES = {literal(tuple(_shape(fg, t) for t in latents))}")
+    context = None if fg.context is None else _shape(fg, fg.context)
     w(f"    CONTEXT_SHAPE = {literal(context)}")
     w(f"    DIRECTION = {literal(fg.direction)}")
     w(f"    LATENT = {literal(fg.latent_choice)}")
     w(f"    DEQUANTIZE = {literal(fg.dequantize_choice)}")
     # the kind of the block that reads the data (for the trainer's domain checks)
-    readers = [b.node.kind for b in blocks if data[0] in b.node.inputs]
+    readers = [b.block.kind for b in blocks if data[0] in b.block.inputs]
     w(f"    DATA_READER = {literal(readers[0] if len(readers) == 1 and not generative else None)}")
-    devices = {b.attr: b.node.device for b in blocks if b.node.device is not None}
+    devices = {b.attr: b.block.node.device for b in blocks if b.block.node.device is not None}
     w(f"    DEVICES = {literal(devices)}")
     if fg.default_device is not None or fg.dtype is not None:  # --device / --dtype
         w(f"    DEFAULT_DEVICE = {literal(fg.default_device)}")
         w(f"    DTYPE = {literal(fg.dtype)}")
-    w(f"    BLOCK_LINES = {literal({b.attr: located(b.node) for b in blocks})}")
+    w(f"    BLOCK_LINES = {literal({b.attr: located(b.block.node) for b in blocks})}")
     w("")
     w("    def __init__(self) -> None:")
     w("        super().__init__()")
     for b in blocks:
-        node = b.node
+        node = b.block.node
         w(f"        # {line_of(node)}")
-        shapes = [tuple(s) for s in node.in_shapes[: len(node.inputs)]]
-        opts = _runtime_options(node, fg)
+        shapes = [tuple(s) for s in b.block.consumed_shapes]
+        opts = _runtime_options(b.block, fg)
         w(f"        self.{b.attr} = {b.cls}({literal(shapes)}{', ' if opts else ''}{opts})")
-        if REGISTRY[node.kind].inverse_class(node.options) == "iterative":
+        if REGISTRY[node.kind].inverse_class(b.block.options) == "iterative":
             where_ = f"{node.kind} at {node.span}"
             w(f"        self.{b.attr}.name = {literal(where_)}  # named in run-time errors")
     if fg.default_device is not None or fg.dtype is not None:
@@ -361,9 +373,9 @@ def generate(
         w("            getattr(self, name).to(device)")
     w("")
 
-    forward = [(by_node[n.id], n.inputs, n.outputs) for n in fg.blocks()]
+    forward = [(b, b.block.inputs, b.block.outputs) for b in blocks]
     inverse = [
-        (by_node[i], by_node[i].node.outputs, by_node[i].node.inputs) for i in _inverse_order(fg)
+        (by_node[i], by_node[i].block.outputs, by_node[i].block.inputs) for i in _inverse_order(fg)
     ]
     # (module method, value only, runs the blocks' inverses)
     for method, value_only, backwards in (
@@ -373,7 +385,7 @@ def generate(
         ("inverse_transform", True, not generative),
     ):
         steps = inverse if backwards else forward
-        args, results = (fg.outputs, (fg.input,)) if backwards else ((fg.input,), fg.outputs)
+        args, results = (fg.outputs, first) if backwards else (first, fg.outputs)
         out.extend(
             _method(fg, method, steps, args, results, value_only, placed, line_of, backwards)
         )

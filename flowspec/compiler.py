@@ -88,7 +88,7 @@ def _check_devices(comp: Compilation, flow_name: str) -> None:
                 Diagnostic(
                     "E500",
                     f"device `{node.device}` is not available on this machine",
-                    node.device_span,
+                    node.device_span or node.span,
                     hint=(
                         f"compile with device_map={{{node.device!r}: 'cpu'}} "
                         f"(CLI: --device-map {node.device}=cpu), or use `on cpu`"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -61,7 +62,7 @@ def checkerboard(n: int, generator: torch.Generator | None = None):
     return torch.stack([x1, x2], 1)
 
 
-DATASETS = {
+DATASETS: dict[str, Callable[..., torch.Tensor]] = {
     "moons": two_moons,
     "8gaussians": eight_gaussians,
     "circles": circles,

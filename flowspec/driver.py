@@ -236,7 +236,7 @@ class Compilation:
         if name not in cache:
             from flowspec.codegen import generate
 
-            cache[name] = generate(self.flow_graph(name), self.source, self.program)
+            cache[name] = generate(self.resolved(name), self.source, self.program)
         return cache[name]
 
 

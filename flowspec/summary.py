@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from flowspec.checks.lipschitz import lipschitz_bound
 from flowspec.checks.resources import Resources, flow_resources
 from flowspec.ir.graph import FlowGraph
+from flowspec.ir.resolved import Resolved, ResolvedFlow
 from flowspec.kinds import REGISTRY
 from flowspec.kinds.sizes import format_bytes
 
@@ -22,8 +23,9 @@ def _shapes(shapes) -> str:
     return " ".join(_shape(s) for s in shapes) if shapes else "-"
 
 
-def _line(node) -> str:
+def _line(block: Resolved) -> str:
     """``8``, or ``6@31`` for line 6 of a ``block`` called at line 31."""
+    node = block.node
     return "@".join(str(s.line) for s in (node.span, *reversed(node.expanded_from)))
 
 
@@ -63,15 +65,15 @@ def memory_lines(
     return lines
 
 
-def _inverse_iterations(fg: FlowGraph) -> list[str]:
+def _inverse_iterations(rf: ResolvedFlow) -> list[str]:
     """Per residual statement, the fixed-point iterations its certified bound predicts
     for a unit-scale input (‖y‖ = √d, so ‖g(y)‖ ≤ c·√d when g(0) = 0)."""
     from flowspec.kinds.residual import iterations_for
     from flowspec.kinds.sizes import numel
 
     seen: dict[object, str] = {}
-    for node in fg.blocks():
-        if node.kind != "residual" or node.options is None or node.span in seen:
+    for node in rf.blocks:
+        if node.kind != "residual" or node.span in seen:
             continue
         c, tol = node.options["lipschitz"], node.options["inverse"]["tol"]
         n = iterations_for(c, c * numel(node.in_shapes[0]) ** 0.5, tol)
@@ -88,22 +90,22 @@ def _inverse_iterations(fg: FlowGraph) -> list[str]:
     ]
 
 
-def _estimators(fg: FlowGraph) -> list[str]:
+def _estimators(rf: ResolvedFlow) -> list[str]:
     """Per residual statement, its training and eval-mode log-det estimators."""
     from flowspec.kinds.residual import describe_estimators
 
     seen: dict[object, str] = {}
-    for node in fg.blocks():
-        if node.kind == "residual" and node.options is not None and node.span not in seen:
+    for node in rf.blocks:
+        if node.kind == "residual" and node.span not in seen:
             seen[node.span] = f"line {_line(node)}: {describe_estimators(node.options)}"
     return ["log-det estimators: " + " | ".join(seen.values())] if seen else []
 
 
-def _ode_bounds(fg: FlowGraph) -> list[str]:
+def _ode_bounds(rf: ResolvedFlow) -> list[str]:
     """Per ``ode`` statement with ``lipschitz=L``, where its bound comes from."""
     seen: dict[object, str] = {}
-    for node in fg.blocks():
-        if node.kind != "ode" or node.options is None or node.span in seen:
+    for node in rf.blocks:
+        if node.kind != "ode" or node.span in seen:
             continue
         lip, t = node.options["lipschitz"], node.options["t"]
         if lip is None:
@@ -126,8 +128,9 @@ def summary_table(
     """One row per block of ``fg``, a flow of the caller's checked ``comp``: kind, line,
     shapes, parameters, classes, Lipschitz bounds; then the totals and the memory
     estimate in ``dtype`` numbers.  Nothing is built or allocated."""
+    rf = comp.resolved(fg.name)
     res = flow_resources(fg)
-    counts = list(res.parameters) if res else [0] * len(fg.blocks())
+    counts = list(res.parameters) if res else [0] * len(rf.blocks)
     header = (
         "#",
         "block",
@@ -141,12 +144,13 @@ def summary_table(
         "Lip⁻¹",
     )
     rows = []
-    for i, node in enumerate(fg.blocks()):
+    for i, node in enumerate(rf.blocks):
         spec = REGISTRY[node.kind]
-        shapes = node.in_shapes[: len(node.inputs)]
+        shapes = node.consumed_shapes
         fwd = spec.lipschitz(node.options, node.in_shapes).value
         inv = spec.inverse_lipschitz(node.options, node.in_shapes).value
-        kind = node.kind + (f" @{node.device}" if node.device else "")
+        device = node.node.device
+        kind = node.kind + (f" @{device}" if device else "")
         rows.append(
             (
                 str(i),
@@ -175,12 +179,12 @@ def summary_table(
         f"block {i} ({node.kind}, line {_line(node)}): the density direction (data → latent, "
         "log_prob) runs in sequential passes, one per feature; the inverse (sampling) is one "
         "pass"
-        for i, node in enumerate(fg.blocks())
+        for i, node in enumerate(rf.blocks)
         if REGISTRY[node.kind].forward_class(node.options) == "sequential"
     ]
-    lip = lipschitz_bound(fg).value
-    lip_inv = lipschitz_bound(fg, inverse=True).value
-    stochastic = any(REGISTRY[n.kind].logdet_class(n.options) == "stochastic" for n in fg.blocks())
+    lip = lipschitz_bound(rf).value
+    lip_inv = lipschitz_bound(rf, inverse=True).value
+    stochastic = any(REGISTRY[n.kind].logdet_class(n.options) == "stochastic" for n in rf.blocks)
     lines = [
         f"flow {fg.name}: input {_shape(fg.input_shape)} → "
         f"{', '.join(_shape(fg.tensors[t].shape) for t in fg.outputs)}, latent "
@@ -194,9 +198,9 @@ def summary_table(
         f"{'stochastic' if stochastic else 'exact'}; proven Lip(F) ≤ {_bound(lip)}, "
         f"Lip(F⁻¹) ≤ {_bound(lip_inv)}",
         *(memory_lines(res, max_params, dtype) if res else []),
-        *_estimators(fg),
-        *_inverse_iterations(fg),
-        *_ode_bounds(fg),
+        *_estimators(rf),
+        *_inverse_iterations(rf),
+        *_ode_bounds(rf),
     ]
     if fg.context is not None:
         lines.insert(

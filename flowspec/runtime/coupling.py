@@ -44,6 +44,11 @@ class Coupling(Bijection):
     Subclasses implement the elementwise map of x_b.
     """
 
+    # checkerboard masks, registered as buffers for that mask only
+    transformed_mask: Tensor
+    conditioning: Tensor
+    transformed: Tensor
+
     def __init__(
         self,
         in_shapes: list[tuple[int, ...]],
@@ -84,6 +89,8 @@ class Coupling(Bijection):
         kind = net.kind
         self.cond_flat = cond is not None and kind == "mlp"
         self.cond_channels = cond is not None and kind != "mlp"
+        net_in: tuple[int, ...]
+        net_out: tuple[int, ...]
         if kind == "mlp":
             # flat in and out: build_net then returns the bare Linear–act stack (no
             # flatten/reshape modules on the hot path); x_a is flattened here if needed

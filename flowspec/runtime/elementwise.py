@@ -117,11 +117,12 @@ class Gaussianize(Bijection):
         else:
             if net is None:
                 raise ValueError("gaussianize with cond= needs a net")
+            out: tuple[int, ...]
             if net.kind == "mlp":
                 out = (2 * math.prod(shape),)
             else:
                 out = (2 * shape[0], *shape[1:])
-            self.prior = build_net(net, self.cond_shape, out)
+            self.prior = build_net(net, tuple(cond), out)
 
     def _loc_log_scale(self, n: int, cond: Tensor | None) -> tuple[Tensor, Tensor]:
         if self.prior is None:

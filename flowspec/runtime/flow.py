@@ -66,6 +66,7 @@ class Flow(nn.Module):
 
     #: check every entry point's argument (dtype, finiteness, domains); default True
     validate = _validate.switch
+    _probe: Tensor  # a buffer (registered in __init__)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # the generated methods check what they are given, so a wrong shape is a clear
@@ -85,11 +86,10 @@ class Flow(nn.Module):
         """Build-time placement: each block to its ``on`` region's device (``DEVICES``),
         the others to ``device``; everything to ``dtype`` (a name such as ``"bfloat16"``
         or a torch dtype).  ``None`` leaves that part as it is."""
-        if isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
+        dtype_ = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         for attr, _ in self.named_children():
-            self.place_block(attr, device, dtype)
-        self._probe = self._probe.to(device=device, dtype=dtype)
+            self.place_block(attr, device, dtype_)
+        self._probe = self._probe.to(device=device, dtype=dtype_)
 
     def place_block(
         self, attr: str, device: str | torch.device | None, dtype: torch.dtype | None
@@ -165,6 +165,7 @@ class Flow(nn.Module):
                 inside = ((flat >= 0) & (flat <= 1)).all(1)
                 lp = torch.where(inside, 0.0, -math.inf).to(flat.dtype)
             total = lp if total is None else total + lp
+        assert total is not None  # a flow has at least one latent
         return total
 
     def sample_latent(self, n: int) -> Tensor | tuple[Tensor, ...]:
@@ -213,11 +214,11 @@ class Flow(nn.Module):
             latents = (z,)
         for i, (t, shape) in enumerate(zip(latents, shapes)):
             if not isinstance(t, Tensor) or t.dim() == 0 or tuple(t.shape[1:]) != shape:
-                got = list(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                found = list(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 which = f"latent {i} " if len(shapes) > 1 else "its latent "
                 raise ValueError(
                     f"flow `{self.FLOW_NAME}`: the inverse expects {which}of shape "
-                    f"{_batch(shape)}, got {got}"
+                    f"{_batch(shape)}, got {found}"
                 )
         if len({t.shape[0] for t in latents}) > 1:
             raise ValueError(
@@ -232,6 +233,7 @@ class Flow(nn.Module):
             self._context(context, 0)  # a context given to a flow without one: TypeError
             return ()
         ctx = self._context(context, _batch_size(value))
+        assert ctx is not None  # _context raises for a flow with a context and none given
         if self.__dict__.get("_validate", True):
             _validate.check_context(self, ctx)
         return (ctx,)
@@ -280,6 +282,7 @@ class Flow(nn.Module):
         """Integers in [0, 2^bits) → (x + u)/2^bits with u ~ U[0, 1), and the ladj of the
         scaling (−D·bits·log 2) that turns a density into the discrete lower bound
         (Theis et al. 2016, arXiv:1511.01844)."""
+        assert self.DEQUANTIZE is not None, "the flow does not dequantize"
         bits = self.DEQUANTIZE["bits"]
         levels = 2.0**bits
         x = x.to(self._probe.dtype)  # uint8 / int64 data, as images come
@@ -289,6 +292,7 @@ class Flow(nn.Module):
         return y, ladj
 
     def quantize(self, y: Tensor) -> Tensor:
+        assert self.DEQUANTIZE is not None, "the flow does not dequantize"
         levels = 2 ** self.DEQUANTIZE["bits"]
         return torch.floor(y * levels).clamp_(0, levels - 1)
 
@@ -304,8 +308,9 @@ class Flow(nn.Module):
         block regularises.  ``flowspec train`` adds it to the loss."""
         total = self._probe.new_zeros(())
         for m in self.modules():
-            if m is not self and callable(getattr(m, "regularization", None)):
-                total = total + m.regularization().to(total)
+            term = getattr(m, "regularization", None)
+            if m is not self and callable(term):
+                total = total + term().to(total)
         return total
 
     def regularizes(self) -> bool:

@@ -53,6 +53,7 @@ def make_activation(act: Choice | str) -> nn.Module:
 
 def _zero_last(layer: nn.Module, init: Choice | str) -> None:
     name = init.kind if isinstance(init, Choice) else init
+    assert isinstance(layer, (nn.Linear, nn.Conv2d))
     if name == "zero":
         nn.init.zeros_(layer.weight)
         if layer.bias is not None:

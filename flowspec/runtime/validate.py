@@ -139,7 +139,10 @@ def spec_text(cls: type, attr: str) -> str:
         import inspect
 
         try:
-            source = inspect.getsource(inspect.getmodule(cls))
+            module = inspect.getmodule(cls)
+            if module is None:
+                return ""
+            source = inspect.getsource(module)
         except (OSError, TypeError):
             return ""
     previous = ""

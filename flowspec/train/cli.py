@@ -23,8 +23,9 @@ from flowspec import placement
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 #: the ``train`` arguments that become :class:`flowspec.train.loop.Options` as they are
-_TRAIN_OPTIONS = ("data", "key", "steps", "epochs", "batch", "lr", "optimizer", "clip")
-_TRAIN_OPTIONS += ("val_fraction", "out", "dtype", "seed", "resume", "eval_every", "log_every")
+_TRAIN_OPTIONS: tuple[str, ...] = ("data", "key", "steps", "epochs", "batch", "lr", "optimizer")
+_TRAIN_OPTIONS += ("clip", "val_fraction", "out", "dtype", "seed", "resume", "eval_every")
+_TRAIN_OPTIONS += ("log_every",)
 
 
 def _positive(kind):

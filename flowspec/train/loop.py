@@ -164,7 +164,10 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
         model = distributed.wrap(model)
     dequant = flow.DEQUANTIZE is not None
     # blocks that count their function evaluations (ODE blocks): logged per step
-    counted = [m for m in flow.modules() if isinstance(getattr(type(m), "nfe", None), property)]
+    # the ode blocks: modules whose class has an `nfe` property
+    counted: list[Any] = [
+        m for m in flow.modules() if isinstance(getattr(type(m), "nfe", None), property)
+    ]
     # blocks with an extra loss term (ode regularize=finlay): its value is logged per step
     regularized = flow.regularizes()
     d_log2 = flow.num_features * math.log(2.0)
@@ -216,7 +219,7 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
             done += opts.batch
             shown = seen / d_log2 if dequant else seen
             evaluate_now = step % opts.eval_every == 0 or step == steps
-            row = None
+            row: dict[str, float] | None = None
             if step % opts.log_every == 0 or evaluate_now or stopping:
                 elapsed = time.perf_counter() - t0
                 row = {"step": step, "loss": seen, "seconds": round(elapsed, 4)}
@@ -226,6 +229,7 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
                 if reg is not None:
                     row["regularization"] = reg
             if evaluate_now and main and val_x.shape[0]:
+                assert row is not None  # an evaluation step always logs
                 result = evaluate(flow, val_x.to(opts.device), seed=opts.seed)
                 row["val_nll"], row["val_bpd"] = result["nll"], result["bpd"]
                 if result["nll"] < best_val:
@@ -233,6 +237,7 @@ def fit(flow: Flow, opts: Options, say=print) -> int:
                     save(flow, best, train=train_state(step))
             if main:
                 if row is not None:
+                    assert metrics is not None  # the main rank writes them
                     metrics.write(row)
                     text = f"step {step}/{steps} loss {shown:.4f}" + (
                         " bits/dim" if dequant else ""

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def _image_shape(flow: Flow) -> tuple[int, int, int] | None:
     shape = tuple(flow.input_shape)
     if len(shape) == 3 and shape[0] in (1, 3):
-        return shape  # type: ignore[return-value]
+        return shape
     if shape == (64,):
         return (1, 8, 8)
     return None

@@ -40,24 +40,15 @@ def run(args: argparse.Namespace, files: list[str], read) -> int:
         names = [args.flow] if args.flow else comp.flow_names()
         for name in names:
             try:
+                common = dict(dtype=dtype, samples=args.samples, seed=args.seed)
+                common.update(draws=args.draws, device_map=device_map)
                 if weights is not None:  # the trained module as it is, no perturbation
                     from flowspec.checkpoint import load_compiled
 
-                    target: object = load_compiled(weights, comp, device_map=device_map)
-                    where = {"spec": path}
+                    trained = load_compiled(weights, comp, device_map=device_map)
+                    reports.append(verify(trained, spec=path, **common))
                 else:
-                    target, where = path, {"flow": name}
-                reports.append(
-                    verify(
-                        target,
-                        **where,
-                        dtype=dtype,
-                        samples=args.samples,
-                        seed=args.seed,
-                        draws=args.draws,
-                        device_map=device_map,
-                    )
-                )
+                    reports.append(verify(path, flow=name, **common))
             except SpecError as e:  # E500, or a checkpoint of another spec / unreadable
                 text = render_text(e.diagnostics, e.sources) if e.diagnostics else ""
                 errors[path] = text or f"error: {e}\n"
