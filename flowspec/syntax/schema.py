@@ -493,6 +493,12 @@ def validator():
     return strict(load_schema())
 
 
+def sub_validator(schema: dict, defs: dict):
+    """:func:`validator`'s kind of validator for ``schema``, a part of the committed
+    schema whose ``#/$defs/...`` references resolve against ``defs``."""
+    return type(validator())({**schema, "$defs": defs})
+
+
 def schema_path() -> Path:
     return Path(str(resources.files("flowspec.grammar").joinpath(SCHEMA_FILE)))
 

@@ -38,38 +38,94 @@ def _noun(schema: dict) -> str:
     return text.split(":")[0] if ":" in text else "this mapping"
 
 
+class _Statements:
+    """The schema's errors in one statement, found without its ``if``/``then`` chains.
+
+    The schema picks a statement's definition by a chain of ``if``/``then`` (the first
+    statement key present: ``op``, ``let``, ``repeat``, ...) and a step's options by
+    another (one entry per block kind, on the value of ``op``).  jsonschema evaluates
+    every ``if`` of both chains for every statement, which made validation 80 % of the
+    time of checking a YAML spec (0.8 ms a statement).  For a mapping the chains'
+    conditions are plain lookups, so here they are decided in Python and only the
+    chosen definitions are validated, in the schema's order; the errors are the ones
+    the whole schema reports (``tests/test_yaml_schema_split.py`` compares them).
+    Anything else than a mapping goes through the schema's own ``statement``
+    definition, whose conditions hold vacuously there.
+    """
+
+    def __init__(self) -> None:
+        from flowspec.syntax.schema import load_schema, sub_validator
+
+        defs = load_schema()["$defs"]
+        statement, step = dict(defs["statement"]), dict(defs["stmt.op"])
+        #: the statement keys in the chain's order, each with its definition
+        self.keys: list[tuple[str, Any]] = []
+        for entry in statement.pop("allOf"):
+            (key,) = set(entry["if"]["required"])
+            self.keys.append((key, _target(entry["then"], defs)))
+        #: the step definitions by block kind
+        self.steps: dict[str, Any] = {}
+        for entry in step.pop("allOf"):
+            kind = entry["if"]["properties"]["op"]["const"]
+            assert entry["if"]["required"] == ["op"]
+            self.steps[kind] = sub_validator(defs[_ref_name(entry["then"])], defs)
+        self.head = sub_validator(statement, defs)
+        self.whole = sub_validator({"$ref": "#/$defs/statement"}, defs)
+        self.defs = {key: sub_validator(step if key == "op" else d, defs) for key, d in self.keys}
+
+    def is_statement(self, schema: dict) -> bool:
+        """Whether ``schema`` is the schema's ``statement`` definition (or its head)."""
+        return schema.get("anyOf") == self.head.schema["anyOf"]
+
+    def errors(self, stmt: Any):
+        if not isinstance(stmt, dict):
+            yield from self.whole.iter_errors(stmt)
+            return
+        yield from self.head.iter_errors(stmt)
+        key = next((k for k, _ in self.keys if k in stmt), None)
+        if key is None:
+            return
+        yield from self.defs[key].iter_errors(stmt)
+        op = stmt.get("op")
+        if key == "op" and isinstance(op, str) and op in self.steps:
+            yield from self.steps[op].iter_errors(stmt)
+
+
+def _ref_name(schema: dict) -> str:
+    ref = schema["$ref"]
+    assert ref.startswith("#/$defs/") and len(schema) == 1, schema
+    return ref.removeprefix("#/$defs/")
+
+
+def _target(schema: dict, defs: dict) -> dict:
+    return defs[_ref_name(schema)]
+
+
 @lru_cache(maxsize=1)
-def _body_validator():
-    """A validator of one statement body (``#/$defs/body`` of the schema)."""
-    from jsonschema import Draft202012Validator
-
-    from flowspec.syntax.schema import load_schema
-
-    schema = load_schema()
-    return Draft202012Validator({"$ref": "#/$defs/body", "$defs": schema["$defs"]})
+def _statements() -> _Statements:
+    return _Statements()
 
 
 def _schema_errors(instance: Any):
-    """The schema's errors in ``instance``, each ``repeat``/``on`` body validated on its
-    own (its path put back in front of its errors' paths): jsonschema spends several
-    Python frames on each level, so validating a body inside a body inside ... at once
-    would exhaust the stack long before :data:`MAX_DEPTH`."""
-    from flowspec.syntax.schema import STATEMENT_KEYS, validator
+    """The schema's errors in ``instance``: the document with every statement list
+    emptied, then each statement on its own (:class:`_Statements`; its path put back
+    in front of its errors' paths), the statements of ``repeat``/``on`` bodies in
+    turn.  Nesting is a queue, not recursion: jsonschema spends several Python frames
+    on each level, so validating a body inside a body inside ... at once would exhaust
+    the stack long before :data:`MAX_DEPTH`."""
+    from collections import deque
+
+    from flowspec.syntax.schema import validator
+
+    work: deque[tuple[tuple, Any]] = deque()
 
     def cut(statements: Any, path: tuple) -> Any:
-        """The statements with every nested body left empty (and queued)."""
+        """``[]`` for a list of statements, each queued with its path."""
         if not isinstance(statements, list):
             return statements
-        out = []
-        for i, stmt in enumerate(statements):
-            key = next((k for k in STATEMENT_KEYS if isinstance(stmt, dict) and k in stmt), None)
-            if key in ("repeat", "on") and isinstance(stmt.get("body"), list):
-                work.append(((*path, i, "body"), stmt["body"]))
-                stmt = {**stmt, "body": []}
-            out.append(stmt)
-        return out
+        work.extend(((*path, i), stmt) for i, stmt in enumerate(statements))
+        return []
 
-    work: list[tuple[tuple, Any]] = []
     shallow = instance
     if isinstance(instance, dict):
         shallow = dict(instance)
@@ -83,9 +139,14 @@ def _schema_errors(instance: Any):
                     for i, item in enumerate(items)
                 ]
     yield from validator().iter_errors(shallow)
+    statements = _statements()
     while work:
-        path, body = work.pop()
-        for error in _body_validator().iter_errors(cut(body, path)):
+        path, stmt = work.popleft()
+        if isinstance(stmt, dict) and ("repeat" in stmt or "on" in stmt) and "body" in stmt:
+            key = next(k for k, _ in statements.keys if k in stmt)
+            if key in ("repeat", "on"):
+                stmt = {**stmt, "body": cut(stmt["body"], (*path, "body"))}
+        for error in statements.errors(stmt):
             error.path.extendleft(reversed(path))
             yield error
 
@@ -249,7 +310,7 @@ class _SchemaErrors:
                 if bad and not self.step_key_slip(node, value, key):
                     self.bad_name(key, self.reader.pairs(node)[key][0], "an option")
             return
-        if kind == "anyOf" and schema.get("allOf") and isinstance(value, dict):
+        if kind == "anyOf" and _statements().is_statement(schema) and isinstance(value, dict):
             # a mapping with none of the statement keys
             from flowspec.syntax.schema import STATEMENT_KEYS
 
