@@ -158,3 +158,49 @@ def test_inverse_lets_converged_samples_leave_and_keeps_their_order() -> None:
     with torch.no_grad():
         alone = torch.cat([block.inverse_transform(y[i : i + 1]) for i in range(0, 64, 9)])
     torch.testing.assert_close(x[::9], alone, rtol=0, atol=2e-9)
+
+
+def test_lipswish_function_is_differentiable_in_every_mode() -> None:
+    """The saving-x-only autograd Function: gradients in x and β (first and second order,
+    forward mode) and the torch.func transforms the ODE block uses."""
+    act = LipSwish().double()
+    x = torch.randn(4, 3, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(act, (x,), check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(act, (x,))
+    raw = act.raw_beta
+
+    def of_raw(r: torch.Tensor) -> torch.Tensor:
+        beta = torch.nn.functional.softplus(r)
+        return x.detach() * torch.sigmoid(beta * x.detach()) / 1.1
+
+    (g_fn,) = torch.autograd.grad(act(x.detach()).sum(), raw)
+    (g_ref,) = torch.autograd.grad(of_raw(raw).sum(), raw)
+    torch.testing.assert_close(g_fn, g_ref, rtol=1e-12, atol=0)
+    jac_fwd = torch.func.jacfwd(act)(x.detach()[0])
+    jac_rev = torch.func.jacrev(act)(x.detach()[0])
+    torch.testing.assert_close(jac_fwd.detach(), jac_rev.detach(), rtol=0, atol=1e-15)
+    _, vjp = torch.func.vjp(act, x.detach())
+    (rows,) = torch.func.vmap(vjp)(torch.eye(3, dtype=F64).unsqueeze(1).expand(3, 4, 3))
+    slope = value_and_slope(act, x.detach())[1]
+    torch.testing.assert_close(rows.diagonal(dim1=0, dim2=2).detach(), slope, rtol=0, atol=1e-15)
+
+
+def test_lipswish_curvature_is_the_second_derivatives() -> None:
+    act = LipSwish().double()
+    x = torch.linspace(-5, 5, 41, dtype=F64, requires_grad=True)
+    (slope,) = torch.autograd.grad(act(x).sum(), x, create_graph=True)
+    (second,) = torch.autograd.grad(slope.sum(), x, retain_graph=True)
+    curv, dphi_dbeta, dslope_dbeta = act.curvature(x.detach())
+    torch.testing.assert_close(curv, second, rtol=0, atol=1e-14)
+    beta = act.beta().detach()
+    xd = x.detach()
+
+    def value(b: torch.Tensor) -> torch.Tensor:
+        return xd * torch.sigmoid(b * xd) / 1.1
+
+    def slope_of(b: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(b * xd)
+        return (s + b * xd * s * (1 - s)) / 1.1
+
+    torch.testing.assert_close(dphi_dbeta, torch.func.jacrev(value)(beta), rtol=0, atol=1e-14)
+    torch.testing.assert_close(dslope_dbeta, torch.func.jacrev(slope_of)(beta), rtol=0, atol=1e-14)

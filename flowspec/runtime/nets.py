@@ -9,11 +9,58 @@ at the identity; ``init=default`` keeps PyTorch's initialisation.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from flowspec.kinds.options import Choice
+
+
+class _LipSwishFunction(torch.autograd.Function):
+    """x·σ(βx)/1.1, computed as silu(βx)/(1.1β) (one fused kernel), saving only x and β
+    for backward (σ(βx) is recomputed there): a third of the memory autograd keeps for
+    the composed expression, which matters for the graphs a residual flow holds.  Its
+    backward is made of differentiable operations, so double backward, ``torch.func``
+    transforms (vmap rule generated) and forward mode (``jvp``) work as before."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, beta: Tensor) -> Tensor:
+        return nn.functional.silu(x * beta) / (beta * 1.1)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+        x, beta = inputs
+        ctx.save_for_backward(x, beta)
+        ctx.save_for_forward(x, beta)
+
+    @staticmethod
+    def _partials(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+        z = x * beta
+        s = torch.sigmoid(z)
+        ss = s * (1.0 - s)
+        return (s + z * ss) / 1.1, x * x * ss / 1.1  # ∂a/∂x, ∂a/∂β
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        x, beta = ctx.saved_tensors
+        dx, dbeta = _LipSwishFunction._partials(x, beta)
+        gx = grad * dx if ctx.needs_input_grad[0] else None
+        gb = (grad * dbeta).sum().reshape(beta.shape) if ctx.needs_input_grad[1] else None
+        return gx, gb
+
+    @staticmethod
+    def jvp(ctx: Any, tx: Tensor | None, tbeta: Tensor | None) -> Tensor:
+        x, beta = ctx.saved_tensors
+        dx, dbeta = _LipSwishFunction._partials(x, beta)
+        out = torch.zeros_like(x)
+        if tx is not None:
+            out = out + dx * tx
+        if tbeta is not None:
+            out = out + dbeta * tbeta
+        return out
 
 
 class LipSwish(nn.Module):
@@ -33,9 +80,7 @@ class LipSwish(nn.Module):
         return nn.functional.softplus(self.raw_beta).clamp_min(1e-20)
 
     def forward(self, x: Tensor) -> Tensor:
-        # x·σ(βx) as silu(βx)/β: one fused kernel (and one in backward) instead of three
-        beta = self.beta()
-        return nn.functional.silu(x * beta) / (beta * 1.1)
+        return _LipSwishFunction.apply(x, self.beta())
 
     def value_and_slope(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """a(x) and a'(x) = (σ(βx) + βx·σ(βx)(1 − σ(βx)))/1.1, without a graph."""
