@@ -73,7 +73,7 @@ class Linearization:
         for i in range(len(self.weights) - 1, -1, -1):
             u = u @ self.weights[i]
             if i:
-                u = u * self.slopes[i - 1]
+                u = u.mul_(self.slopes[i - 1])  # in place on the product just made
         return u
 
     def surrogate_grads(self, q: Tensor, v: Tensor) -> dict[int, Tensor] | None:
@@ -112,14 +112,19 @@ class Linearization:
                 w_grad = ls[i].t() @ tau[i]
                 if i < depth - 1:
                     act = acts[i]
-                    curv, dphi_dbeta, dslope_dbeta = act.curvature(self.pre[i])
-                    mt = ms[i] * t[i]
-                    ci = mt * curv if c is None else mt * curv + c * self.slopes[i]
-                    beta_grad = (mt * dslope_dbeta).sum()
-                    if c is not None:
-                        beta_grad = beta_grad + (c * dphi_dbeta).sum()
+                    h = self.pre[i]
+                    k, ss = act.second_order(h)  # a'' = βk/1.1, ∂a'/∂β = hk/1.1
+                    mtk = (ms[i] * t[i]).mul_(k)
+                    scale = act.beta().detach() / 1.1
+                    ci = (
+                        mtk * scale if c is None else torch.addcmul(c * self.slopes[i], mtk, scale)
+                    )
+                    beta_grad = _dot(mtk, h)
+                    if c is not None:  # ∂a/∂β = h²·ss/1.1
+                        beta_grad = beta_grad + _dot(c * h, h * ss)
+                    beta_grad = beta_grad / 1.1
                     out[id(act.raw_beta)] = beta_grad * act.beta_derivative()
-                    w_grad = w_grad + ci.t() @ self.inputs[i]
+                    w_grad = torch.addmm(w_grad, ci.t(), self.inputs[i])
                     out[id(layers[i].bias)] = ci.sum(0)
                     c = ci @ ws[i]
                 out[id(self.used[i])] = w_grad
@@ -131,8 +136,12 @@ class Linearization:
         for i, w in enumerate(self.weights):
             v = v @ w.t()
             if i < len(self.slopes):
-                v = v * self.slopes[i]
+                v = v.mul_(self.slopes[i])
         return v
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return a.reshape(-1) @ b.reshape(-1)
 
 
 def linearize(net: nn.Module, x: Tensor, weights: list[Tensor]) -> Linearization | None:
