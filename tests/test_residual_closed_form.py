@@ -10,7 +10,7 @@ import torch
 from test_residual import residual
 
 from flowspec.kinds.options import Choice
-from flowspec.runtime.mlp_jacobian import Linearization, linearize, value_and_slope
+from flowspec.runtime.mlp_jacobian import Linearization, folded, linearize, value_and_slope
 from flowspec.runtime.nets import LipSwish, make_activation
 
 F64 = torch.float64
@@ -204,3 +204,20 @@ def test_lipswish_curvature_is_the_second_derivatives() -> None:
 
     torch.testing.assert_close(dphi_dbeta, torch.func.jacrev(value)(beta), rtol=0, atol=1e-14)
     torch.testing.assert_close(dslope_dbeta, torch.func.jacrev(slope_of)(beta), rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("hidden", [(), (8,), (7, 6, 5)])
+def test_folded_step_is_y_minus_g(hidden: tuple[int, ...]) -> None:
+    """The inverse's step with LipSwish's scales folded into the layers is y − g(x)."""
+    block = residual(d=4, hidden=hidden)
+    with torch.no_grad():
+        for act in block.g.acts:
+            act.raw_beta.normal_()
+    x, y = torch.randn(6, 4, dtype=F64), torch.randn(6, 4, dtype=F64)
+    weights = block.g.weights()
+    fold = folded(block.g, weights)
+    assert fold is not None
+    with torch.no_grad():
+        expected = y - block.g(x, weights)
+    torch.testing.assert_close(fold.step(x, fold.shift(y)), expected, rtol=0, atol=1e-14)
+    assert folded(residual(d=4, act="tanh").g, weights) is None

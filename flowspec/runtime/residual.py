@@ -18,7 +18,7 @@ from flowspec.kinds.options import Choice
 from flowspec.kinds.residual import iterations_for
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.lipschitz_layers import LipschitzConvNet, LipschitzMLP
-from flowspec.runtime.mlp_jacobian import Linearization, linearize
+from flowspec.runtime.mlp_jacobian import Linearization, folded, linearize
 from flowspec.runtime.residual_neumann import NeumannInForward
 
 #: exact evaluation (``flowspec.exact``) forms the d×d Jacobian and takes ``slogdet`` up to
@@ -306,13 +306,15 @@ class Residual(Bijection):
         factor = c / (1.0 - c)
         with torch.no_grad():
             wd = [w.detach() for w in weights]
-            x = ya = xa = y.detach()
+            fast = folded(g, wd)
+            x = xa = y.detach()
+            ya = fast.shift(x) if fast is not None else x  # what a step subtracts g from
             limit = self.tol + self.rounding_floor(x, c)
             rows: Tensor | None = None  # the rows of x still iterated (None: all)
             worst = bound = 0.0
             n = 0
             for n in range(1, self.max_iter + 1):  # noqa: B007 (n is kept below)
-                x_next = ya - g(xa, wd)
+                x_next = fast.step(xa, ya) if fast is not None else ya - g(xa, wd)
                 errors = factor * (x_next - xa).norm(dim=1)
                 xa = x_next
                 done = errors <= limit
