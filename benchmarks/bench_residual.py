@@ -57,8 +57,8 @@ import flowspec
 from flowspec.runtime.lipschitz_layers import sigma_max
 
 C = 0.9
-#: the tolerances tried for flowspec's inverse, the largest first
-TOLERANCES = (1.0, 0.5, 0.2, 0.1, 5e-2, 2e-2, 1e-2, 5e-3, 2e-3, 1e-3, 5e-4, 2e-4, 1e-4, 1e-5, 1e-6)
+#: the tolerances tried for flowspec's inverse, the largest first (10 per decade)
+TOLERANCES = tuple(10.0 ** (-k / 10) for k in range(61))
 
 
 def spec(d: int, blocks: int, hidden: int, grad: str = "neumann", tol: float = 1e-5) -> str:

@@ -110,6 +110,12 @@ class Residual(Bijection):
       evaluation of g to hold its graph.
       ladj of the inverse is −ladj(x) with the same estimator.
 
+    With ``net=mlp`` every product that needs no graph through it — the power series
+    in eval mode or with ``grad=neumann``, the Neumann vector, the surrogate's gradient,
+    the inverse's adjoint — is formed from J_g = W_L D_{L−1} ⋯ D_1 W_1 in closed form
+    (:mod:`flowspec.runtime.mlp_jacobian`) instead of by autograd; the numbers are the
+    same to rounding (tested against autograd in float64).
+
     ``forward`` returns the configured (possibly stochastic) estimate; ``transform`` is
     x + g(x) with no log-det work.
 
