@@ -145,6 +145,15 @@ def test_kinds_and_core_import_no_runtime_and_no_torch(path: Path) -> None:
     assert offending(path, COMPILE_TIME_FORBIDDEN) == []
 
 
+#: the benchmarks' peer libraries (the ``bench`` extra): flowspec never depends on them
+BENCHMARK_ONLY = ("normflows", "FrEIA", "nflows", "zuko")
+
+
+@pytest.mark.parametrize("path", _cases(_modules(""), {}))
+def test_flowspec_imports_no_benchmark_peer(path: Path) -> None:
+    assert offending(path, BENCHMARK_ONLY) == []
+
+
 def test_codegen_imports_no_check() -> None:
     assert offending(PACKAGE / "codegen.py", ("flowspec.checks",)) == []
 

@@ -9,11 +9,58 @@ at the identity; ``init=default`` keeps PyTorch's initialisation.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from flowspec.kinds.options import Choice
+
+
+class _LipSwishFunction(torch.autograd.Function):
+    """x·σ(βx)/1.1, computed as silu(βx)/(1.1β) (one fused kernel), saving only x and β
+    for backward (σ(βx) is recomputed there): a third of the memory autograd keeps for
+    the composed expression, which matters for the graphs a residual flow holds.  Its
+    backward is made of differentiable operations, so double backward, ``torch.func``
+    transforms (vmap rule generated) and forward mode (``jvp``) work as before."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, beta: Tensor) -> Tensor:
+        return nn.functional.silu(x * beta) / (beta * 1.1)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+        x, beta = inputs
+        ctx.save_for_backward(x, beta)
+        ctx.save_for_forward(x, beta)
+
+    @staticmethod
+    def _partials(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+        z = x * beta
+        s = torch.sigmoid(z)
+        ss = s * (1.0 - s)
+        return (s + z * ss) / 1.1, x * x * ss / 1.1  # ∂a/∂x, ∂a/∂β
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        x, beta = ctx.saved_tensors
+        dx, dbeta = _LipSwishFunction._partials(x, beta)
+        gx = grad * dx if ctx.needs_input_grad[0] else None
+        gb = (grad * dbeta).sum().reshape(beta.shape) if ctx.needs_input_grad[1] else None
+        return gx, gb
+
+    @staticmethod
+    def jvp(ctx: Any, tx: Tensor | None, tbeta: Tensor | None) -> Tensor:
+        x, beta = ctx.saved_tensors
+        dx, dbeta = _LipSwishFunction._partials(x, beta)
+        out = torch.zeros_like(x)
+        if tx is not None:
+            out = out + dx * tx
+        if tbeta is not None:
+            out = out + dbeta * tbeta
+        return out
 
 
 class LipSwish(nn.Module):
@@ -27,9 +74,49 @@ class LipSwish(nn.Module):
         super().__init__()
         self.raw_beta = nn.Parameter(torch.tensor(0.5413))  # softplus(0.5413) ≈ 1.0
 
+    def beta(self) -> Tensor:
+        # β > 0 keeps silu(βx)/β = x·σ(βx); 1e-20 only where softplus underflows to 0,
+        # a change below rounding for any |x| < 1e12 (and still a 1-Lipschitz LipSwish)
+        return nn.functional.softplus(self.raw_beta).clamp_min(1e-20)
+
     def forward(self, x: Tensor) -> Tensor:
-        beta = nn.functional.softplus(self.raw_beta)
-        return x * torch.sigmoid(x * beta) / 1.1
+        beta = self.beta()
+        if not torch.is_grad_enabled() or not (x.requires_grad or beta.requires_grad):
+            return _LipSwishFunction.forward(x, beta)  # no graph: skip the Function's call
+        return _LipSwishFunction.apply(x, beta)
+
+    def value_and_slope(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """a(x) and a'(x) = (σ(βx) + βx·σ(βx)(1 − σ(βx)))/1.1, without a graph."""
+        with torch.no_grad():
+            beta = self.beta()
+            z = x * beta
+            s = torch.sigmoid(z)
+            value = nn.functional.silu(z) / (beta * 1.1)  # bit for bit as forward
+            slope = torch.addcmul(s, z * s, 1.0 - s) / 1.1
+        return value, slope
+
+    def curvature(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(∂²a/∂x², ∂a/∂β, ∂²a/∂x∂β) at x, without a graph: with z = βx, s = σ(z) and
+        K = s(1 − s)(2 + z(1 − 2s))/1.1, they are βK, x²s(1 − s)/1.1 and xK."""
+        k, ss = self.second_order(x)
+        beta = self.beta().detach()
+        return k * (beta / 1.1), x * x * ss / 1.1, x * k / 1.1
+
+    def second_order(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """1.1·K = s(1 − s)(2 + z(1 − 2s)) and s(1 − s) (z = βx, s = σ(z)): the factors
+        :meth:`curvature`'s three derivatives are made of, in few element-wise passes."""
+        with torch.no_grad():
+            z = x * self.beta()
+            s = torch.sigmoid(z)
+            ss = s - s * s
+            k = (1.0 - 2.0 * s).mul_(z).add_(2.0).mul_(ss)
+        return k, ss
+
+    def beta_derivative(self) -> Tensor:
+        """dβ/d raw_beta: σ(raw_beta) (softplus'), 0 where the clamp holds β."""
+        with torch.no_grad():
+            live = nn.functional.softplus(self.raw_beta) >= 1e-20
+            return torch.sigmoid(self.raw_beta) * live
 
 
 _ACTIVATIONS = {
