@@ -99,6 +99,17 @@ class Twin(nn.Module):
         return y[-1], a[-1]
 
 
+def plain_velocity(dyn: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
+    """f as a plain FFJORD writes it, with the flowspec block's modules: the mlp on the
+    concatenation [x, e(t)] (flowspec folds e(t) into the first layer's bias instead)."""
+
+    def f(t: Tensor, x: Tensor) -> Tensor:
+        e = dyn.embed(t).to(x.dtype)
+        return dyn.net(torch.cat([x, e.expand(x.shape[0], e.shape[0])], dim=1))
+
+    return f
+
+
 def trace_variants(f: Callable[[Tensor], Tensor], x: Tensor) -> dict[str, Callable[[], Tensor]]:
     """Ways of computing tr(∂f/∂x) per sample of a [B, d] batch, without a graph."""
     b, d = x.shape
@@ -217,7 +228,7 @@ def main() -> None:
         torch.manual_seed(0)
         flow = flowspec.compile(spec(d, trace)).eval()
         block = flow.b0
-        twin = Twin(block.dynamics.velocity, exact)
+        twin = Twin(plain_velocity(block.dynamics), exact)
         cnf, zcount = zuko_cnf(flow, d, exact)
         rows: dict[str, tuple[list[float], list[int]]] = {
             "flowspec": ([], []),

@@ -7,11 +7,13 @@ Free-form Continuous Dynamics for Scalable Reversible Generative Models*, arXiv:
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torchdiffeq import odeint, odeint_adjoint
 
 from flowspec.kinds.options import Choice
@@ -75,13 +77,32 @@ class _Dynamics(nn.Module):
         self.embed = embed
         #: evaluations of the right-hand side so far (the solver's NFE, summed)
         self.calls = 0
+        #: an mlp whose first layer reads [x, e(t)]: e(t) enters it as a bias instead
+        first = net[0] if isinstance(net, nn.Sequential) and len(net) > 0 else None
+        self.fold = (
+            flat
+            and embed is not None
+            and isinstance(first, nn.Linear)
+            and first.in_features == self.features + embed.features
+        )
 
     def velocity(self, t: Tensor, x: Tensor) -> Tensor:
+        """f(x, t).  For an mlp the first layer W·[x, e(t)] + b is computed as
+        W_x·x + (W_e·e(t) + b): the same map without concatenating e(t) to every sample
+        (and without its columns in the layer's forward and backward products)."""
         b = x.shape[0]
         if self.embed is None:
             return self.net(x.reshape(b, -1), t).reshape(x.shape)
         e = self.embed(t).to(x.dtype)
         k = e.shape[0]
+        if self.fold:
+            first, d = self.net[0], self.features
+            w = first.weight
+            shift = w[:, d:] @ e if first.bias is None else torch.addmv(first.bias, w[:, d:], e)
+            h = F.linear(x.reshape(b, d), w[:, :d], shift)
+            for layer in itertools.islice(self.net, 1, None):
+                h = layer(h)
+            return h.reshape(x.shape)
         if self.flat:
             inp = torch.cat([x.reshape(b, -1), e.expand(b, k)], dim=1)
         else:
