@@ -114,3 +114,32 @@ def test_verify_text_and_json_report_the_same_nfe(tmp_path) -> None:
     nfe = json.loads(run("--format", "json"))["reports"][0]["blocks"][0]["nfe"]
     want = f"forward {nfe['forward']}, inverse {nfe['inverse']}, backward {nfe['backward']} "
     assert want in line
+
+
+LIPSCHITZ = "x = ode(x, net=mlp(hidden=[8, 8], act=tanh), lipschitz=1.5, t=0.5, trace=exact)"
+
+
+def test_verify_measures_the_certified_ode_weights() -> None:
+    import math
+
+    import flowspec
+    from flowspec.checks.examples import program
+    from flowspec.verify import prepare
+
+    text = program(LIPSCHITZ, "[2]")
+    report = flowspec.verify(text, draws=20)
+    weights = report.rows[0].get("weights")
+    share = 1.5 ** (1 / 3)  # three layers, tanh is 1-Lipschitz
+    assert weights.ok and weights.measured <= weights.tolerance
+    assert weights.tolerance == pytest.approx(share, rel=1e-6)  # times 1 + τ
+    assert "≤ 1.5" in weights.note
+    # the weights as used bypass the normalisation: 2× the certified ones
+    flow = prepare(text)
+    net = flow.b0.dynamics.net
+    used = net.x_weights
+    net.x_weights = lambda: [2.0 * w for w in used()]
+    broken = flowspec.verify(flow, draws=20).rows[0].get("weights")
+    assert not broken.ok and broken.measured > 1.5 * share
+    assert math.isfinite(broken.measured)
+    plain = flowspec.verify(program(HUTCHINSON, "[2]"), draws=20).rows[0]
+    assert plain.get("weights") is None  # no lipschitz: nothing to measure

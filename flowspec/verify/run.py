@@ -207,11 +207,15 @@ def _exact_tol(block: Any, subject_tol: float, tau: float) -> float:
 
 
 def _weights(block: Any, opts: dict[str, Any], report: BlockReport, tau: float) -> None:
-    """σ_max of every certified weight of a residual block as used in forward, against
+    """σ_max of every certified weight of a residual block (an ``ode`` block:
+    :func:`_ode_weights`) as used in forward, against
     the spec's ``lipschitz`` (a float64 SVD for dense layers; for convolutions the
     operator norm of the zero-padded convolution, by power iteration, a lower bound)."""
     from flowspec.runtime.lipschitz_layers import LipschitzConvNet, SpectralConv2d, sigma_max
 
+    if opts.get("lipschitz") is not None and hasattr(block, "dynamics"):
+        _ode_weights(block, float(opts["lipschitz"]), report, tau)
+        return
     g = getattr(block, "g", None)
     if g is None or not hasattr(g, "weights") or "lipschitz" not in opts:
         return
@@ -238,6 +242,33 @@ def _weights(block: Any, opts: dict[str, Any], report: BlockReport, tau: float) 
         report.add(Check("weights", worst, c * (1.0 + tau), ok, f"lipschitz={c:g} in the spec"))
     except Exception as e:
         report.add(Check("weights", math.nan, c, False, f"{type(e).__name__}: {e}"[:300]))
+
+
+def _ode_weights(block: Any, lipschitz: float, report: BlockReport, tau: float) -> None:
+    """An ``ode`` block with ``lipschitz=L``: σ_max (float64 SVD) of every x-weight of its
+    dynamics net as used in forward against the share c = (L / Lip(a)^m)^(1/n) each layer
+    is certified to, and ∏ σ_max·Lip(a)^m, the bound of Lip_x f that exp(L·t) rests on,
+    against L (the time weights do not act on x and are not measured)."""
+    from flowspec.runtime.lipschitz_layers import SpectralLinear, sigma_max
+
+    net = block.dynamics.net
+    try:
+        layers = [m for m in net.layers if isinstance(m, SpectralLinear)]
+        if not layers or len(layers) != len(net.layers):
+            raise TypeError(f"lipschitz={lipschitz:g} but the dynamics net is not certified")
+        with torch.no_grad():
+            net.certify()
+            sigmas = [sigma_max(w) for w in net.x_weights()]
+        share = max(layer.lipschitz for layer in layers)
+        product = math.prod(sigmas) * net.act_lipschitz ** len(net.acts)
+        ok = max(sigmas) <= share * (1.0 + tau) and product <= lipschitz * (1.0 + tau)
+        note = (
+            f"lipschitz={lipschitz:g} in the spec: each of {len(sigmas)} weights ≤ "
+            f"{share:.6g}; ∏σ·Lip(a)^{len(net.acts)} = {product:.6g} ≤ {lipschitz:g}"
+        )
+        report.add(Check("weights", max(sigmas), share * (1.0 + tau), ok, note))
+    except Exception as e:
+        report.add(Check("weights", math.nan, lipschitz, False, f"{type(e).__name__}: {e}"[:300]))
 
 
 def _reference(block: Any, dtype: torch.dtype, cond: dict[str, Tensor]):
