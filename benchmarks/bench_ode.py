@@ -19,9 +19,9 @@ same with ``torch.func.vmap`` over ``torch.func.vjp``, forward mode (``vmap`` ov
 ``jvp``, the columns), and a Python loop of d VJPs (FFJORD's ``divergence_bf``).
 
 Log-det error control: flowspec's step-size control takes the max over the state's parts
-of their RMS error ratios, so the log-det is integrated to rtol/atol on its own; the twin
-uses torchdiffeq's default norm (the RMS over x and the log-det together: the log-det's
-error weighs 1/(d + 1) of the norm); zuko integrates 1e-2·tr(∂f/∂x) and scales the result
+of their RMS error ratios, so the log-det is integrated to rtol/atol on its own, and so
+does the twin (torchdiffeq's default norm for a tuple state is the same max); zuko
+integrates 1e-2·tr(∂f/∂x) and scales the result
 by 100 (``FreeFormJacobianTransform.trace_scale``), so the log-det's error is controlled
 only to 100·atol + rtol·|ladj|, a looser tolerance that lets it take fewer steps.
 """
@@ -97,6 +97,17 @@ class Twin(nn.Module):
         span = torch.tensor([0.0, 1.0], dtype=x.dtype)
         y, a = odeint(self, (x, x.new_zeros(x.shape[0])), span, rtol=1e-5, atol=1e-5)
         return y[-1], a[-1]
+
+
+def plain_velocity(dyn: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
+    """f as a plain FFJORD writes it, with the flowspec block's modules: the mlp on the
+    concatenation [x, e(t)] (flowspec folds e(t) into the first layer's bias instead)."""
+
+    def f(t: Tensor, x: Tensor) -> Tensor:
+        e = dyn.embed(t).to(x.dtype)
+        return dyn.net(torch.cat([x, e.expand(x.shape[0], e.shape[0])], dim=1))
+
+    return f
 
 
 def trace_variants(f: Callable[[Tensor], Tensor], x: Tensor) -> dict[str, Callable[[], Tensor]]:
@@ -176,6 +187,44 @@ def zuko_cnf(flow: torch.nn.Module, d: int, exact: bool) -> tuple[nn.Module, Cou
     return cnf.eval(), counted
 
 
+def solver_overhead(x: Tensor, repeats: int) -> None:
+    """Per evaluation, what each library's dopri5 costs around f (f: dx/dt = −x)."""
+    from zuko.utils import odeint as zuko_odeint
+
+    state = (x, x.new_zeros(x.shape[0]))
+    span = torch.tensor([0.0, 1.0])
+
+    def ours() -> int:
+        calls = [0]
+
+        def f(t: Tensor, s: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+            calls[0] += 1
+            return -s[0], s[1]
+
+        odeint(f, state, span, rtol=1e-5, atol=1e-5)
+        return calls[0]
+
+    def zukos() -> int:
+        calls = [0]
+
+        def f(t: Tensor, x: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+            calls[0] += 1
+            return -x, a
+
+        zuko_odeint(f, state, 0.0, 1.0, (), 1e-5, 1e-5)
+        return calls[0]
+
+    per: dict[str, list[float]] = {"torchdiffeq odeint": [], "zuko odeint": []}
+    for _ in range(repeats):
+        for name, fn in (("torchdiffeq odeint", ours), ("zuko odeint", zukos)):
+            start = time.perf_counter()
+            n = fn()
+            per[name].append((time.perf_counter() - start) / n)
+    print(f"\nsolver cost per evaluation around a trivial f, batch {x.shape[0]}, d={x.shape[1]}")
+    for name, ts in per.items():
+        print(f"  {name:<24} {1e3 * median(ts):8.3f} ms")
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -211,13 +260,15 @@ def main() -> None:
     for name, ts in times.items():
         print(f"  {name:<24} {1e3 * median(ts):8.2f} ms")
 
+    solver_overhead(x, args.repeats)
+
     # whole solves: flowspec, the twin, zuko
     for trace in ("exact", "hutchinson"):
         exact = trace == "exact"
         torch.manual_seed(0)
         flow = flowspec.compile(spec(d, trace)).eval()
         block = flow.b0
-        twin = Twin(block.dynamics.velocity, exact)
+        twin = Twin(plain_velocity(block.dynamics), exact)
         cnf, zcount = zuko_cnf(flow, d, exact)
         rows: dict[str, tuple[list[float], list[int]]] = {
             "flowspec": ([], []),

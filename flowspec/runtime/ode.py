@@ -7,11 +7,13 @@ Free-form Continuous Dynamics for Scalable Reversible Generative Models*, arXiv:
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torchdiffeq import odeint, odeint_adjoint
 
 from flowspec.kinds.options import Choice
@@ -55,13 +57,12 @@ def _step_norm(state: tuple[Tensor, ...]) -> Tensor:
 class _Dynamics(nn.Module):
     """The right-hand side of the augmented ODE.
 
-    The state tuple says what to integrate, so one module serves every call, and the
-    adjoint's later re-evaluations see the same noise: ``(x,)`` value only; ``(x, a)``
-    with da/dt = tr(∂f/∂x) exactly; ``(x, a, e)`` with da/dt = mean_s eₛᵀ(∂f/∂x)eₛ and
-    de/dt = 0 (the Hutchinson probes ride along in the state, fixed for the call).  Two
-    more parts ``(…, k, j)`` integrate Finlay et al.'s regularisers: dk/dt = ‖f‖² and
-    dj/dt = ‖∂f/∂x‖_F² (exact: the squares of the d rows the trace computes) or
-    mean_s ‖eₛᵀ∂f/∂x‖² (Hutchinson, the trace's probes), per sample.
+    The state tuple says what to integrate: ``(x,)`` value only; ``(x, a)`` with
+    da/dt = tr(∂f/∂x), exactly, or, given Hutchinson probes e [S, B, *shape],
+    da/dt = mean_s eₛᵀ(∂f/∂x)eₛ.  Two more parts ``(…, k, j)`` integrate Finlay et al.'s
+    regularisers: dk/dt = ‖f‖² and dj/dt = ‖∂f/∂x‖_F² (exact: the squares of the d rows
+    the trace computes) or mean_s ‖eₛᵀ∂f/∂x‖² (Hutchinson, the trace's probes), per
+    sample.  The probes are not part of the state (see :class:`_Probed`).
     """
 
     def __init__(
@@ -76,13 +77,32 @@ class _Dynamics(nn.Module):
         self.embed = embed
         #: evaluations of the right-hand side so far (the solver's NFE, summed)
         self.calls = 0
+        #: an mlp whose first layer reads [x, e(t)]: e(t) enters it as a bias instead
+        first = net[0] if isinstance(net, nn.Sequential) and len(net) > 0 else None
+        self.fold = (
+            flat
+            and embed is not None
+            and isinstance(first, nn.Linear)
+            and first.in_features == self.features + embed.features
+        )
 
     def velocity(self, t: Tensor, x: Tensor) -> Tensor:
+        """f(x, t).  For an mlp the first layer W·[x, e(t)] + b is computed as
+        W_x·x + (W_e·e(t) + b): the same map without concatenating e(t) to every sample
+        (and without its columns in the layer's forward and backward products)."""
         b = x.shape[0]
         if self.embed is None:
             return self.net(x.reshape(b, -1), t).reshape(x.shape)
         e = self.embed(t).to(x.dtype)
         k = e.shape[0]
+        if self.fold:
+            first, d = self.net[0], self.features
+            w = first.weight
+            shift = w[:, d:] @ e if first.bias is None else torch.addmv(first.bias, w[:, d:], e)
+            h = F.linear(x.reshape(b, d), w[:, :d], shift)
+            for layer in itertools.islice(self.net, 1, None):
+                h = layer(h)
+            return h.reshape(x.shape)
         if self.flat:
             inp = torch.cat([x.reshape(b, -1), e.expand(b, k)], dim=1)
         else:
@@ -109,42 +129,70 @@ class _Dynamics(nn.Module):
         frob = rows.pow(2).sum((0, 2)) if frobenius else None
         return fx, trace, frob
 
-    def forward(self, t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    def _hutchinson(
+        self, t: Tensor, xi: Tensor, probes: Tensor, graph: bool, frobenius: bool
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """f(x, t), mean_s eₛᵀ(∂f/∂x)eₛ and (``frobenius``) mean_s ‖eₛᵀ∂f/∂x‖²: one
+        vector-Jacobian product per probe, S probes as S copies of the batch."""
+        b, d, s = xi.shape[0], self.features, probes.shape[0]
+        if s == 1:  # no copies: f and its VJP on the batch itself
+            fx = self.velocity(t, xi)
+            (vjp,) = torch.autograd.grad(fx, xi, probes[0], create_graph=graph)
+            vjp, e = vjp.reshape(b, d), probes.reshape(b, d)
+            trace = (vjp * e).sum(-1)
+            return fx, trace, vjp.pow(2).sum(-1) if frobenius else None
+        copies = xi.unsqueeze(0).expand(s, *xi.shape).reshape(s * b, *xi.shape[1:])
+        fx = self.velocity(t, copies)
+        (vjp,) = torch.autograd.grad(fx, copies, probes.reshape(fx.shape), create_graph=graph)
+        vjp = vjp.reshape(s, b, d)
+        trace = (vjp * probes.reshape(s, b, d)).sum(-1).mean(0)
+        return fx[:b], trace, vjp.pow(2).sum(-1).mean(0) if frobenius else None
+
+    def forward(
+        self, t: Tensor, state: tuple[Tensor, ...], probes: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
         self.calls += 1
         x = state[0]
         if len(state) == 1:
             return (self.velocity(t, x),)
         graph = torch.is_grad_enabled()  # the adjoint's backward and training need a graph
-        b, d = x.shape[0], self.features
-        hutchinson = len(state) in (3, 5)
-        regularize = len(state) >= 4
-        frob: Tensor | None = None
+        regularize = len(state) == 4
         with torch.enable_grad():
             # without a graph (the adjoint's forward solve) x may be a view made under
             # no_grad of a tensor that requires grad: differentiate a fresh leaf instead
             xi = x if x.requires_grad and graph else x.detach().requires_grad_(True)
-            if not hutchinson:
+            if probes is None:
                 dx, trace, frob = self._exact_trace(t, xi, graph, regularize)
             else:
-                e = state[2]  # [S, B, *shape]
-                s = e.shape[0]
-                copies = xi.unsqueeze(0).expand(s, *xi.shape).reshape(s * b, *xi.shape[1:])
-                fx = self.velocity(t, copies)
-                (vjp,) = torch.autograd.grad(fx, copies, e.reshape(fx.shape), create_graph=graph)
-                vjp = vjp.reshape(s, b, d)
-                trace = (vjp * e.reshape(s, b, d)).sum(-1).mean(0)
-                if regularize:
-                    frob = vjp.pow(2).sum(-1).mean(0)
-                dx = fx[:b]
+                dx, trace, frob = self._hutchinson(t, xi, probes, graph, regularize)
         out: tuple[Tensor, ...] = (dx, trace)
-        if hutchinson:
-            out = (*out, torch.zeros_like(state[2]))
         if regularize:
             assert frob is not None
-            out = (*out, dx.reshape(b, d).pow(2).sum(-1), frob)
+            out = (dx, trace, dx.reshape(x.shape[0], -1).pow(2).sum(-1), frob)
         if not graph:
             out = tuple(o.detach() for o in out)
         return out
+
+
+class _Probed(nn.Module):
+    """The right-hand side of one Hutchinson call: ``dynamics`` with that call's probes
+    e [S, B, *shape], drawn once and fixed along the trajectory.
+
+    The probes live here, not in the solver's state: de/dt = 0 would only make every
+    Runge–Kutta stage, error estimate and interpolation of the adaptive solver work on a
+    state twice as large (and the adjoint integrate the probes' meaningless gradient).
+    ``odeint_adjoint`` keeps this module for its backward pass, so the adjoint's
+    re-evaluations see the same probes even when the block is called again before
+    backward.  Calls go through ``dynamics.__call__``, so its counter and hooks see them.
+    """
+
+    def __init__(self, dynamics: _Dynamics, probes: Tensor) -> None:
+        super().__init__()
+        self.dynamics = dynamics
+        self.probes = probes
+
+    def forward(self, t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        return self.dynamics(t, state, self.probes)
 
 
 class ODE(Bijection):
@@ -153,9 +201,10 @@ class ODE(Bijection):
     Math: y = x + ∫₀^{t₁} f(x(t), t) dt; ladj = log|det ∂y/∂x| = ∫₀^{t₁} tr(∂f/∂x) dt
     (the instantaneous change of variables, Chen et al. 2018), integrated jointly with x
     as the augmented state [x, a], da/dt = tr(∂f/∂x).  ``trace=exact`` computes the trace
-    by d vector-Jacobian products (batched as d copies of the batch); ``trace=hutchinson``
+    by d vector-Jacobian products (batched by ``torch.func.vmap``); ``trace=hutchinson``
     estimates it by eᵀ(∂f/∂x)e with e Rademacher or Gaussian, ``samples`` probes drawn once
-    per call and fixed along the trajectory (Grathwohl et al. 2019).  Inverse: integrate
+    per call and fixed along the trajectory (Grathwohl et al. 2019), held by the call's
+    right-hand side, so the solver integrates and error-controls [x, a] only.  Inverse: integrate
     from t₁ back to 0; its ladj is the integral of the trace along that path, −ladj(x) up
     to the solver's tolerance.
 
@@ -283,26 +332,29 @@ class ODE(Bijection):
         calls = self.dynamics.calls
         return self._calls_after - self._calls_before, calls - self._calls_after
 
-    def _solve(self, state: tuple[Tensor, ...], span: Tensor) -> tuple[Tensor, ...]:
+    def _solve(
+        self, state: tuple[Tensor, ...], span: Tensor, probes: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
         self._calls_before = self.dynamics.calls
         certify = getattr(self.dynamics.net, "certify", None)
         if certify is not None:
             certify()
+        func: nn.Module = self.dynamics if probes is None else _Probed(self.dynamics, probes)
         try:
-            return self._integrate(state, span)
+            return self._integrate(func, state, span)
         finally:
             self._calls_after = self.dynamics.calls
 
-    def _integrate(self, state: tuple[Tensor, ...], span: Tensor) -> tuple[Tensor, ...]:
+    def _integrate(
+        self, func: nn.Module, state: tuple[Tensor, ...], span: Tensor
+    ) -> tuple[Tensor, ...]:
         span = span.to(state[0].dtype)
         kw = {"rtol": self.rtol, "atol": self.atol, "method": self.method, "options": self.options}
         if self.adjoint:
-            # the adjoint needs only the net's parameters, not the probes' "gradient"
-            out = odeint_adjoint(
-                self.dynamics, state, span, adjoint_params=tuple(self.parameters()), **kw
-            )
+            # the adjoint needs only the net's parameters
+            out = odeint_adjoint(func, state, span, adjoint_params=tuple(self.parameters()), **kw)
         else:
-            out = odeint(self.dynamics, state, span, **kw)
+            out = odeint(func, state, span, **kw)
         return tuple(o[-1] for o in out)
 
     def _augmented(
@@ -310,15 +362,14 @@ class ODE(Bijection):
     ) -> tuple[Tensor, Tensor]:
         a0 = x.new_zeros(x.shape[0])
         extra = (a0.clone(), a0.clone()) if regularize else ()
-        if self.exact_trace or self.exact_eval:
-            y, a, *reg = self._solve((x, a0, *extra), span)
-        else:
+        probes = None
+        if not (self.exact_trace or self.exact_eval):
             probes = x.new_empty(self.samples, *x.shape)
             if self.gaussian:
                 probes.normal_()
             else:
                 probes.bernoulli_(0.5).mul_(2).sub_(1)
-            y, a, _, *reg = self._solve((x, a0, probes, *extra), span)
+        y, a, *reg = self._solve((x, a0, *extra), span, probes)
         if regularize:
             self.kinetic_energy, self.jacobian_norm = reg
         return y, a

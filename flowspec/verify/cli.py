@@ -39,6 +39,7 @@ def run(args: argparse.Namespace, files: list[str], read) -> int:
             continue
         names = [args.flow] if args.flow else comp.flow_names()
         for name in names:
+            done = len(reports)
             try:
                 common = dict(dtype=dtype, samples=args.samples, seed=args.seed)
                 common.update(draws=args.draws, device_map=device_map)
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace, files: list[str], read) -> int:
             except SpecError as e:  # E500, or a checkpoint of another spec / unreadable
                 text = render_text(e.diagnostics, e.sources) if e.diagnostics else ""
                 errors[path] = text or f"error: {e}\n"
-            if args.format == "text" and reports:
+            if args.format == "text" and len(reports) > done:  # not the last one again
                 sys.stdout.write(str(reports[-1]))
     if args.format == "text":
         for message in errors.values():

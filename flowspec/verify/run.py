@@ -56,9 +56,8 @@ def prepare(
     """The module ``verify(spec)`` checks: compiled, perturbed and initialised as in
     step 2 of the module docstring, in ``eval()`` mode.  Tests break such a module on
     purpose and pass it to ``verify``."""
-    import flowspec
 
-    module = flowspec.compile(spec, flow=flow, dtype=dtype, device_map=device_map)
+    module = _compile_seeded(spec, seed, flow=flow, dtype=dtype, device_map=device_map)
     fg = _graph_of(module, None)
     with torch.random.fork_rng(), _one_thread():
         torch.manual_seed(seed)
@@ -66,6 +65,18 @@ def prepare(
         module.train()
         _walk(module, fg, _inputs(module, fg, samples, seed + 1000, dtype), fused=True)
     return module.eval()
+
+
+def _compile_seeded(spec: str | Path, seed: int, **options: Any) -> Flow:
+    """``flowspec.compile`` with the initial weights drawn under ``seed``: torch seeds its
+    default generator differently in every process, so unseeded weights (and with them
+    every measured error and an ODE block's NFE) changed from one run of ``flowspec
+    verify`` to the next under the same ``--seed``."""
+    import flowspec
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return flowspec.compile(spec, **options)
 
 
 @contextmanager
@@ -196,11 +207,15 @@ def _exact_tol(block: Any, subject_tol: float, tau: float) -> float:
 
 
 def _weights(block: Any, opts: dict[str, Any], report: BlockReport, tau: float) -> None:
-    """σ_max of every certified weight of a residual block as used in forward, against
+    """σ_max of every certified weight of a residual block (an ``ode`` block:
+    :func:`_ode_weights`) as used in forward, against
     the spec's ``lipschitz`` (a float64 SVD for dense layers; for convolutions the
     operator norm of the zero-padded convolution, by power iteration, a lower bound)."""
     from flowspec.runtime.lipschitz_layers import LipschitzConvNet, SpectralConv2d, sigma_max
 
+    if opts.get("lipschitz") is not None and hasattr(block, "dynamics"):
+        _ode_weights(block, float(opts["lipschitz"]), report, tau)
+        return
     g = getattr(block, "g", None)
     if g is None or not hasattr(g, "weights") or "lipschitz" not in opts:
         return
@@ -227,6 +242,33 @@ def _weights(block: Any, opts: dict[str, Any], report: BlockReport, tau: float) 
         report.add(Check("weights", worst, c * (1.0 + tau), ok, f"lipschitz={c:g} in the spec"))
     except Exception as e:
         report.add(Check("weights", math.nan, c, False, f"{type(e).__name__}: {e}"[:300]))
+
+
+def _ode_weights(block: Any, lipschitz: float, report: BlockReport, tau: float) -> None:
+    """An ``ode`` block with ``lipschitz=L``: σ_max (float64 SVD) of every x-weight of its
+    dynamics net as used in forward against the share c = (L / Lip(a)^m)^(1/n) each layer
+    is certified to, and ∏ σ_max·Lip(a)^m, the bound of Lip_x f that exp(L·t) rests on,
+    against L (the time weights do not act on x and are not measured)."""
+    from flowspec.runtime.lipschitz_layers import SpectralLinear, sigma_max
+
+    net = block.dynamics.net
+    try:
+        layers = [m for m in net.layers if isinstance(m, SpectralLinear)]
+        if not layers or len(layers) != len(net.layers):
+            raise TypeError(f"lipschitz={lipschitz:g} but the dynamics net is not certified")
+        with torch.no_grad():
+            net.certify()
+            sigmas = [sigma_max(w) for w in net.x_weights()]
+        share = max(layer.lipschitz for layer in layers)
+        product = math.prod(sigmas) * net.act_lipschitz ** len(net.acts)
+        ok = max(sigmas) <= share * (1.0 + tau) and product <= lipschitz * (1.0 + tau)
+        note = (
+            f"lipschitz={lipschitz:g} in the spec: each of {len(sigmas)} weights ≤ "
+            f"{share:.6g}; ∏σ·Lip(a)^{len(net.acts)} = {product:.6g} ≤ {lipschitz:g}"
+        )
+        report.add(Check("weights", max(sigmas), share * (1.0 + tau), ok, note))
+    except Exception as e:
+        report.add(Check("weights", math.nan, lipschitz, False, f"{type(e).__name__}: {e}"[:300]))
 
 
 def _reference(block: Any, dtype: torch.dtype, cond: dict[str, Tensor]):
@@ -304,9 +346,9 @@ def verify(
                 add_noise(module, seed=seed)
     else:
         if perturb is False:
-            import flowspec
-
-            module = flowspec.compile(spec_or_flow, flow=flow, dtype=dtype, device_map=device_map)
+            module = _compile_seeded(
+                spec_or_flow, seed, flow=flow, dtype=dtype, device_map=device_map
+            )
         else:
             module = prepare(
                 spec_or_flow,
@@ -358,29 +400,36 @@ def _verify(module, fg, report, dtype, samples, seed, draws) -> None:
             _block_subject(node, block, xs, cond, dtype, dense, jac_samples, note), row, draws
         )
         _weights(block, node.options, row, T.base(dtype))
-        row.nfe = _nfe(block, xs, cond)
+        row.nfe = _nfe(block, xs, cond, seed + i)
         report.rows.append(row)
     report.rows.append(_whole(module, fg, values, dtype, draws))
 
 
-def _nfe(block: Any, xs: list[Tensor], cond: dict[str, Tensor]) -> dict[str, int] | None:
+def _nfe(
+    block: Any, xs: list[Tensor], cond: dict[str, Tensor], seed: int
+) -> dict[str, int] | None:
     """An ODE block's function evaluations (its ``nfe``) of one forward call with the
     log-det, of one inverse call, and of the gradient of the forward call with respect
     to the input (the adjoint's backward integration); ``None`` for other blocks, or
-    when a call fails (the checks above report that failure)."""
+    when a call fails (the checks above report that failure).  The Hutchinson probes,
+    which move the adaptive solver's steps, are drawn under ``seed`` (the block's index
+    added to ``--seed``), so the counts do not depend on how many random numbers the
+    checks before took (``--draws``)."""
     if not isinstance(getattr(type(block), "nfe", None), property):
         return None
     try:
-        with torch.no_grad():
-            y, _ = block(*xs, **cond)
-            forward = block.nfe[0]
-            block.inverse(y, **cond)
-            inverse = block.nfe[0]
-        x = xs[0].detach().requires_grad_(True)
-        with torch.enable_grad():
-            y, ladj = block(x, *xs[1:], **cond)
-            torch.autograd.grad(y.sum() + ladj.sum(), x)
-        backward = block.nfe[1]
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                y, _ = block(*xs, **cond)
+                forward = block.nfe[0]
+                block.inverse(y, **cond)
+                inverse = block.nfe[0]
+            x = xs[0].detach().requires_grad_(True)
+            with torch.enable_grad():
+                y, ladj = block(x, *xs[1:], **cond)
+                torch.autograd.grad(y.sum() + ladj.sum(), x)
+            backward = block.nfe[1]
     except Exception:
         return None
     return {"forward": int(forward), "inverse": int(inverse), "backward": int(backward)}
