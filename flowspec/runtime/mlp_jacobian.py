@@ -13,11 +13,16 @@ autograd.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from flowspec.runtime.nets import LipSwish
+
+if TYPE_CHECKING:
+    from flowspec.runtime.lipschitz_layers import LipschitzMLP
 
 
 def value_and_slope(act: nn.Module, h: Tensor) -> tuple[Tensor, Tensor]:
@@ -45,7 +50,7 @@ class Linearization:
     """
 
     def __init__(
-        self, net: nn.Module, x: Tensor, weights: list[Tensor], graph: bool = False
+        self, net: LipschitzMLP, x: Tensor, weights: list[Tensor], graph: bool = False
     ) -> None:
         self.net = net
         self.used = list(weights)
@@ -148,7 +153,7 @@ class Folded:
     go into one ``addmm`` (y − b_L − W_L a).  Each step is then one ``addmm`` and one
     ``silu`` per layer; the same function, to rounding."""
 
-    def __init__(self, net: nn.Module, weights: list[Tensor]) -> None:
+    def __init__(self, net: LipschitzMLP, weights: list[Tensor]) -> None:
         acts = list(net.acts)
         with torch.no_grad():
             betas = [a.beta().detach() for a in acts]

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace, files: list[str], read) -> int:
 
     from flowspec import placement
     from flowspec.core.diagnostics import SpecError, render_text
-    from flowspec.verify.report import render_json, render_junit
+    from flowspec.verify.report import VerifyReport, render_json, render_junit
     from flowspec.verify.run import verify
 
     dtype = getattr(torch, args.dtype)
@@ -31,7 +31,8 @@ def run(args: argparse.Namespace, files: list[str], read) -> int:
     weights = getattr(args, "weights", None)
     if weights is not None and len(files) != 1:
         raise ValueError("--weights verifies one spec: name exactly one FILE")
-    reports, errors = [], {}
+    reports: list[VerifyReport] = []
+    errors: dict[str, str] = {}
     for path in files:
         comp = read(path)
         if comp.errors:
