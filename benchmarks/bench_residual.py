@@ -155,6 +155,17 @@ class Flowspec(Library):
             return [w for b in self.blocks for w in b.g.weights()]
 
 
+def _preimage(z: Tensor, nets: list) -> Tensor:
+    """The float64 preimage of ``z`` through residual blocks x ↦ x + g(x), with each g
+    in ``nets`` in the order the inverse meets them, by 400 fixed-point steps each."""
+    x = z.double()
+    for g in nets:
+        net, y = _double_copy(g), x
+        for _ in range(400):
+            x = y - net(x)
+    return x
+
+
 def _double_copy(module: nn.Module) -> nn.Module:
     import copy
 
@@ -194,13 +205,7 @@ class Normflows(Library):
         return z
 
     def inverse_reference(self, z: Tensor) -> Tensor:
-        x = z.double()
-        for block in self.blocks:
-            net = _double_copy(block.nnet)
-            y = x
-            for _ in range(400):
-                x = y - net(x)
-        return x
+        return _preimage(z, [block.nnet for block in self.blocks])
 
     def weights_used(self) -> list[Tensor]:
         layers = [m for m in self.model.modules() if type(m).__name__ == "InducedNormLinear"]
@@ -253,13 +258,7 @@ class Freia(Library):
         return z
 
     def inverse_reference(self, z: Tensor) -> Tensor:
-        x = z.double()
-        for b in reversed(self.blocks):
-            net = _double_copy(b.residual)
-            y = x
-            for _ in range(400):
-                x = y - net(x)
-        return x
+        return _preimage(z, [b.residual for b in reversed(self.blocks)])
 
     def weights_used(self) -> list[Tensor]:
         return [layer.weight.detach() for b in self.blocks for layer in b.layers]
