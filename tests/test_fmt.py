@@ -19,7 +19,7 @@ from flowspec.core.spans import Source
 from flowspec.kinds import REGISTRY
 from flowspec.kinds.options import Choice
 from flowspec.kinds.words import REQUIREMENTS
-from flowspec.syntax import ast, dsl
+from flowspec.syntax import ast, dsl, lexer
 from flowspec.syntax.dsl import KEYWORDS
 from flowspec.syntax.fmt import WIDTH, float_text, format_program, format_source
 
@@ -182,7 +182,7 @@ def test_values_print_in_their_canonical_form(written, canonical):
 @pytest.mark.parametrize("value", [1e-5, 0.97, 2.0, 1e16, 1.5e-300, 5e-324, 123456.789, 1e22])
 def test_float_text_reads_back_exactly(value):
     assert float(float_text(value)) == value
-    assert dsl._FLOAT.match(float_text(value))
+    assert lexer.FLOAT.match(float_text(value))
 
 
 @pytest.mark.parametrize(

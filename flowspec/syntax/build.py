@@ -22,7 +22,7 @@ from typing import Any
 
 from lark import Token, Tree
 
-from flowspec.core.spans import Source, Span
+from flowspec.core.spans import Source, Span, span_between
 from flowspec.syntax import ast
 
 #: one child's result: (value, first token, last token) — the tokens are None for
@@ -39,12 +39,20 @@ def gc_paused() -> Iterator[None]:
     for cycles there are none of: with collection on, parsing a 20,000-statement spec
     took twice as long.  Reference counting still frees everything; collection
     resumes (if it was on) when the block ends.
+
+    Everything allocated in the block would still sit in the youngest generation,
+    whose first collection after the block scans all of it (a fifth of the time of a
+    20,000-statement check).  So the block ends by moving the tracked objects to the
+    oldest generation (``gc.freeze`` then ``gc.unfreeze``, two list splices): they
+    are left to the next full collection, which finds any cycle among them.
     """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
+        gc.unfreeze()
         if was_enabled:
             gc.enable()
 
@@ -146,7 +154,6 @@ _BUILDERS: dict[str, Callable[[list, Span], Any]] = {
     "float": lambda v, s: ast.Float(float(v[0]), s),
     "ref": lambda v, s: ast.Ref(v[0].id, v[0].span),
     "atom": lambda v, s: v[1],  # `( expr )`: the expression itself
-    "name": lambda v, s: ast.Name(str(v[0]), s),
 }
 
 
@@ -160,11 +167,13 @@ def build(tree: Tree, source: Source, max_depth: int) -> tuple[Any, tuple[int, i
     last children first)."""
     path = source.path
     builders = _BUILDERS
+    Name = ast.Name
 
     def visit(tree: Tree, depth: int) -> _Result:
         if depth > max_depth:
             raise _TooDeep
         values: list = []
+        append = values.append
         # lark types every position of a token optional; the parser always sets them
         first: Any = None
         last: Any = None
@@ -172,10 +181,14 @@ def build(tree: Tree, source: Source, max_depth: int) -> tuple[Any, tuple[int, i
         clast: Any
         for child in tree.children:
             if child is None:
-                values.append(None)
+                append(None)
                 continue
-            if isinstance(child, Token):
-                value = cfirst = clast = child
+            if type(child) is Token:
+                cfirst = clast = child
+                if child.type == "NAME":  # a name is a token, not a level of the tree
+                    value = Name(str(child), span_between(path, child, child))
+                else:
+                    value = child
             elif child.data == "atom":  # `( expr )`: no level of its own
                 cfirst, clast = child.children[0], child.children[-1]
                 while child.data == "atom":
@@ -183,23 +196,12 @@ def build(tree: Tree, source: Source, max_depth: int) -> tuple[Any, tuple[int, i
                 value = visit(child, depth + 1)[0]
             else:
                 value, cfirst, clast = visit(child, depth + 1)
-            values.append(value)
+            append(value)
             if cfirst is not None:
                 if first is None:
                     first = cfirst
                 last = clast
-        if first is None:
-            span = source.span(0, 0)
-        else:
-            span = Span(
-                path,
-                first.start_pos,
-                last.end_pos,
-                first.line,
-                first.column,
-                last.end_line,
-                last.end_column,
-            )
+        span = source.span(0, 0) if first is None else span_between(path, first, last)
         return builders[tree.data](values, span), first, last
 
     while tree.data == "atom":

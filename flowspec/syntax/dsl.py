@@ -1,4 +1,4 @@
-"""The ``.flow`` front end: lark (LALR, positions propagated) → AST.
+"""The ``.flow`` front end: lark (LALR, with the lexer of ``syntax/lexer.py``) → AST.
 
 The transformer only builds nodes and converts literals.  Syntax errors become E100
 diagnostics: the parser state is matched against a table of malformed examples
@@ -15,12 +15,16 @@ from importlib import resources
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lexer import LexerState
+from lark.utils import TextSlice
 
 from flowspec.core.diagnostics import Diagnostic, Label
 from flowspec.core.names import code_point, did_you_mean
 from flowspec.core.spans import Source
 from flowspec.syntax import ast
 from flowspec.syntax.build import build, gc_paused
+from flowspec.syntax.lexer import INT as _INT
+from flowspec.syntax.lexer import MAX_INT_DIGITS, FlowLexer, KeepTerminals
 from flowspec.syntax.limits import DEFAULT_LIMITS, Limits, check_bytes, check_flow_statements
 
 KEYWORDS = (
@@ -42,47 +46,9 @@ KEYWORDS = (
     "false",
 )
 
-_INT = re.compile(r"[0-9]+\Z")
-_FLOAT = re.compile(r"([0-9]+\.[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z|[0-9]+[eE][+-]?[0-9]+\Z")
-
-
-#: integer literals longer than this are refused: they would overflow a float (and
-#: Python refuses to convert strings of over 4300 digits)
-MAX_INT_DIGITS = 300
 #: the deepest parse tree accepted; each level costs a few Python frames in the
 #: transformer and in lowering, so this keeps both far from the recursion limit
 MAX_DEPTH = 100
-
-
-def _retype_number(token: Token) -> Token:
-    if _INT.match(token) and len(token) <= MAX_INT_DIGITS:
-        kind = "INT"
-    elif _FLOAT.match(token):
-        kind = "FLOAT"
-    else:
-        kind = "BAD_NUMBER"
-    return Token.new_borrow_pos(kind, token, token)
-
-
-class _BracketNewlines:
-    """Postlexer: newlines inside ``( )`` and ``[ ]`` do not end a statement."""
-
-    always_accept = ("_NL", "NUMBER")
-
-    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        depth = 0
-        for token in stream:
-            if token.type in ("LPAR", "LSQB"):
-                depth += 1
-            elif token.type in ("RPAR", "RSQB"):
-                depth = max(depth - 1, 0)
-            elif token.type in ("LBRACE", "RBRACE"):
-                depth = 0  # a brace always starts or ends statements: resynchronise
-            elif token.type == "_NL" and depth:
-                continue
-            elif token.type == "NUMBER":
-                token = _retype_number(token)
-            yield token
 
 
 @lru_cache(maxsize=1)
@@ -94,12 +60,24 @@ def parser() -> Lark:
         grammar,
         start=["program", "expr"],
         parser="lalr",
-        lexer="basic",
+        lexer=FlowLexer,  # lark's basic lexer with the postlexing fused in
         keep_all_tokens=True,  # positions come from the tokens: see syntax/build.py
         maybe_placeholders=True,
-        postlex=_BracketNewlines(),
+        postlex=KeepTerminals(),
         cache=True,
     )
+
+
+@lru_cache(maxsize=1)
+def _lexer() -> FlowLexer:
+    return FlowLexer(parser().lexer_conf)
+
+
+def tokens(text: str) -> Iterator[Token]:
+    """The tokens the parser reads from ``text``.  (``parser().lex`` would not do:
+    lark's ``Lark.lex`` builds its stock lexer, without the work :class:`FlowLexer`
+    fuses in.)"""
+    return _lexer().lex(LexerState(TextSlice.cast_from(text)), None)
 
 
 # --------------------------------------------------------------------- syntax errors
