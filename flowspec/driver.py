@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
+from flowspec.core.collector import gc_paused
 from flowspec.core.diagnostics import Diagnostic, SpecError, has_errors, sort_key
 from flowspec.core.spans import Source
 from flowspec.ir.graph import FlowGraph
 from flowspec.ir.resolved import ResolvedFlow
 from flowspec.syntax import ast
-from flowspec.syntax.build import gc_paused
 from flowspec.syntax.limits import DEFAULT_LIMITS, Limits
 
 SPEC_SUFFIXES = (".flow", ".yaml", ".yml")

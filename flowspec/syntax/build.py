@@ -14,10 +14,8 @@ is too deep instead of building it.
 
 from __future__ import annotations
 
-import gc
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from lark import Token, Tree
@@ -28,33 +26,6 @@ from flowspec.syntax import ast
 #: one child's result: (value, first token, last token) — the tokens are None for
 #: an empty subtree
 _Result = tuple[Any, Any, Any]
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a spec is parsed, lowered and checked.
-
-    These stages allocate millions of small acyclic objects (tokens, trees, nodes,
-    spans) that all stay alive, so every collection would scan an ever larger heap
-    for cycles there are none of: with collection on, parsing a 20,000-statement spec
-    took twice as long.  Reference counting still frees everything; collection
-    resumes (if it was on) when the block ends.
-
-    Everything allocated in the block would still sit in the youngest generation,
-    whose first collection after the block scans all of it (a fifth of the time of a
-    20,000-statement check).  So the block ends by moving the tracked objects to the
-    oldest generation (``gc.freeze`` then ``gc.unfreeze``, two list splices): they
-    are left to the next full collection, which finds any cycle among them.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.unfreeze()
-        if was_enabled:
-            gc.enable()
 
 
 def _nodes(values: list) -> list:
@@ -179,6 +150,7 @@ def build(tree: Tree, source: Source, max_depth: int) -> tuple[Any, tuple[int, i
         last: Any = None
         cfirst: Any
         clast: Any
+        value: Any
         for child in tree.children:
             if child is None:
                 append(None)

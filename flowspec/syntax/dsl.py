@@ -18,11 +18,12 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.lexer import LexerState
 from lark.utils import TextSlice
 
+from flowspec.core.collector import gc_paused
 from flowspec.core.diagnostics import Diagnostic, Label
 from flowspec.core.names import code_point, did_you_mean
 from flowspec.core.spans import Source
 from flowspec.syntax import ast
-from flowspec.syntax.build import build, gc_paused
+from flowspec.syntax.build import build
 from flowspec.syntax.lexer import INT as _INT
 from flowspec.syntax.lexer import MAX_INT_DIGITS, FlowLexer, KeepTerminals
 from flowspec.syntax.limits import DEFAULT_LIMITS, Limits, check_bytes, check_flow_statements

@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml as pyyaml
 
+from flowspec.core.collector import gc_paused
 from flowspec.core.diagnostics import Diagnostic
 from flowspec.core.spans import Source, Span
 from flowspec.syntax import ast, dsl, yaml_errors
@@ -76,6 +77,11 @@ def parse(
     too_large = check_bytes(source, limits)
     if too_large is not None:
         return None, [too_large]
+    with gc_paused():  # as the .flow front end: see flowspec.core.collector
+        return _parse(source, limits)
+
+
+def _parse(source: Source, limits: Limits) -> tuple[ast.Program | None, list[Diagnostic]]:
     reader = _Reader(source)
     try:
         root = reader.compose()

@@ -43,12 +43,130 @@ def _is_name(value: Any) -> bool:
 
 
 def _is_keyword(value: Any) -> bool:
-    from flowspec.syntax.dsl import KEYWORDS
-
-    return isinstance(value, str) and value in KEYWORDS
+    return isinstance(value, str) and value in dsl.KEYWORDS
 
 
 # --------------------------------------------------------------------------- loading
+
+#: what :func:`_compose_with_libyaml` returns when it leaves the document to PyYAML
+_NOT_COMPOSED: Any = object()
+#: a character other than printable ASCII and the line feed
+_NOT_PLAIN_ASCII = re.compile(r"[^\n\x20-\x7e]")
+
+
+def _compose_with_libyaml(text: str) -> Any:
+    """The node tree PyYAML's safe ``compose`` makes, from libyaml's events.
+
+    PyYAML's pure-Python scanner and parser were half the time of checking a large
+    YAML spec; libyaml's are C, and produce the same events (same tags, values and
+    marks, offsets in characters).  The tree is composed here by a loop, as PyYAML's
+    composer does by recursion: PyYAML's C composer recurses in C, where no
+    ``RecursionError`` bounds a hostile nesting, so only the events come from C.
+    Anything unusual — no libyaml in this PyYAML, a character other than printable ASCII
+    and line feeds, an empty value, a tag, a scanning or parsing error, an
+    undefined or repeated anchor, a second document — returns :data:`_NOT_COMPOSED`,
+    and PyYAML's own loader then reads the text and reports the problem in the words
+    the error messages are written for (:mod:`flowspec.syntax.yaml_errors`).
+    """
+    if not getattr(pyyaml, "__with_libyaml__", False) or _NOT_PLAIN_ASCII.search(text):
+        # the two disagree about tabs (libyaml takes `a\t` as the scalar `a`, PyYAML
+        # refuses the tab), byte-order marks and columns after them: a spec means
+        # what PyYAML says, so only printable ASCII and line feeds come this way
+        return _NOT_COMPOSED
+    try:
+        return _EventComposer(pyyaml.CSafeLoader(text)).single_document()
+    except (pyyaml.YAMLError, _Unusual):
+        return _NOT_COMPOSED
+
+
+class _Unusual(Exception):
+    """An event sequence left to PyYAML's composer (see :func:`_compose_with_libyaml`)."""
+
+
+class _EventComposer:
+    """Events → nodes, with an explicit stack of the collections still open."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.anchors: dict[str, Any] = {}
+
+    def single_document(self) -> Any:
+        loader = self.loader
+        try:
+            loader.get_event()  # the stream's start
+            if loader.check_event(pyyaml.StreamEndEvent):
+                return None  # an empty stream
+            loader.get_event()  # the document's start
+            root = self.node()
+            loader.get_event()  # the document's end
+            if not loader.check_event(pyyaml.StreamEndEvent):
+                raise _Unusual  # a second document: PyYAML says so
+            return root
+        finally:
+            loader.dispose()
+
+    def _new(self, event: Any) -> Any:
+        """The node an event starts (for a collection, still empty)."""
+        if isinstance(event, pyyaml.AliasEvent):
+            if event.anchor not in self.anchors:
+                raise _Unusual
+            return self.anchors[event.anchor]
+        if event.anchor is not None and event.anchor in self.anchors:
+            raise _Unusual
+        if event.tag is not None:
+            raise _Unusual  # a tag, even `!`: PyYAML resolves `!` otherwise
+        tag = event.tag
+        if isinstance(event, pyyaml.ScalarEvent):
+            if event.start_mark.index == event.end_mark.index:
+                raise _Unusual  # an empty value: the two place it a column apart
+            if tag is None or tag == "!":
+                tag = self.loader.resolve(pyyaml.ScalarNode, event.value, event.implicit)
+            node: Any = pyyaml.ScalarNode(
+                tag, event.value, event.start_mark, event.end_mark, style=event.style or None
+            )
+        elif isinstance(event, pyyaml.SequenceStartEvent):
+            if tag is None or tag == "!":
+                tag = self.loader.resolve(pyyaml.SequenceNode, None, event.implicit)
+            node = pyyaml.SequenceNode(
+                tag, [], event.start_mark, None, flow_style=event.flow_style
+            )
+        elif isinstance(event, pyyaml.MappingStartEvent):
+            if tag is None or tag == "!":
+                tag = self.loader.resolve(pyyaml.MappingNode, None, event.implicit)
+            node = pyyaml.MappingNode(tag, [], event.start_mark, None, flow_style=event.flow_style)
+        else:
+            raise _Unusual
+        if event.anchor is not None:
+            self.anchors[event.anchor] = node
+        return node
+
+    def node(self) -> Any:
+        """The document's root node, its collections filled in event order."""
+        get = self.loader.get_event
+        #: the open collections, each with the key node waiting for its value
+        stack: list[list[Any]] = []
+        while True:
+            event = get()
+            if isinstance(event, (pyyaml.SequenceEndEvent, pyyaml.MappingEndEvent)):
+                node = stack.pop()[0]
+                node.end_mark = event.end_mark
+            else:
+                node = self._new(event)
+                if not isinstance(event, pyyaml.AliasEvent) and isinstance(
+                    event, (pyyaml.SequenceStartEvent, pyyaml.MappingStartEvent)
+                ):
+                    stack.append([node, None])
+                    continue
+            if not stack:
+                return node
+            parent = stack[-1]
+            if isinstance(parent[0], pyyaml.SequenceNode):
+                parent[0].value.append(node)
+            elif parent[1] is None:
+                parent[1] = node
+            else:
+                parent[0].value.append((parent[1], node))
+                parent[1] = None
 
 
 class _Reader:
@@ -75,7 +193,9 @@ class _Reader:
     def compose(self):
         text = self.source.text
         try:
-            root = pyyaml.compose(text, Loader=pyyaml.SafeLoader)
+            root = _compose_with_libyaml(text)
+            if root is _NOT_COMPOSED:
+                root = pyyaml.compose(text, Loader=pyyaml.SafeLoader)
         except pyyaml.MarkedYAMLError as e:
             self.diagnostics.append(yaml_errors.syntax_error(self.source, e))
             raise _Stop from None
