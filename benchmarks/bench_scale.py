@@ -5,9 +5,10 @@ file size, so a quadratic step shows as a growing time per statement.
 
 Specs: N statements `x = reverse(x)` in one flow (1k, 5k, 20k; the 20k spec holds
 20,003 statements with its header, `input` and `output`, so it is checked with the
-statement limit off and stops at E203, 10,000 blocks), `.flow` files of ~100 KB and
-~1 MB of couplings and permutations (checked with the default limits), and the same
-1k and 5k statements in YAML.  Each repeat runs every case once, in turn (interleaved,
+statement limit off and stops at E203, 10,000 blocks), 20,000 shuffles that all differ
+(`seed=i`), `.flow` files of ~100 KB and ~1 MB of couplings and permutations (checked
+with the default limits), and the same 1k, 5k and 20k reverses and 20k shuffles in
+YAML.  Each repeat runs every case once, in turn (interleaved,
 so drift on a shared machine hits all cases alike); times are medians of wall time
 and of CPU time (the process's own: on a busy machine wall time also counts waiting).
 """
@@ -41,8 +42,20 @@ def couplings(size: int) -> tuple[str, int]:
     return f"flow f {{\n    input x: [4]\n{pair * n}    output x\n}}\n", 2 * n + 3
 
 
-def yaml_reverses(n: int) -> str:
-    body = "".join("      - {op: reverse, in: x}\n" for _ in range(n))
+def shuffles(n: int) -> str:
+    """N statements that all differ (each shuffle has its own seed)."""
+    body = "".join(f"    x = shuffle(x, seed={i})\n" for i in range(n))
+    return f"flow f {{\n    input x: [2]\n{body}    output x\n}}\n"
+
+
+def yaml_shuffles(n: int) -> str:
+    """The YAML of :func:`shuffles`: no statement repeats another, so the schema check
+    of each is done (none is known clean from an earlier one)."""
+    return yaml_reverses(n, "{op: shuffle, in: x, seed: %d}")
+
+
+def yaml_reverses(n: int, step: str = "{op: reverse, in: x}") -> str:
+    body = "".join(f"      - {step % i if '%' in step else step}\n" for i in range(n))
     return (
         "flowspec: 1\nflows:\n  - name: f\n    input: {name: x, shape: [2]}\n"
         f"    body:\n{body}    output: [x]\n"
@@ -68,12 +81,31 @@ def main() -> None:
     for n in (1_000, 5_000, 20_000):
         limits = NO_STATEMENT_LIMIT if n >= 20_000 else Limits()
         cases.append((f"`.flow`, {n:,} statements", "s.flow", reverses(n), n + 3, limits))
+    cases.append(
+        (
+            "`.flow`, 20,000 distinct shuffles",
+            "d.flow",
+            shuffles(20_000),
+            20_003,
+            NO_STATEMENT_LIMIT,
+        )
+    )
     for size, label in ((100_000, "100 KB"), (1_000_000, "1 MB")):
         text, n = couplings(size)
         cases.append((f"`.flow`, {label} of couplings", "c.flow", text, n, Limits()))
     if not args.no_yaml:
-        for n in (1_000, 5_000):
-            cases.append((f"YAML, {n:,} statements", "s.yaml", yaml_reverses(n), n + 2, Limits()))
+        for n in (1_000, 5_000, 20_000):
+            limits = NO_STATEMENT_LIMIT if n >= 20_000 else Limits()
+            cases.append((f"YAML, {n:,} statements", "s.yaml", yaml_reverses(n), n + 2, limits))
+        cases.append(
+            (
+                "YAML, 20,000 distinct shuffles",
+                "d.yaml",
+                yaml_shuffles(20_000),
+                20_002,
+                NO_STATEMENT_LIMIT,
+            )
+        )
 
     # warm the parser's table cache and the lazy imports, as a user's second run has them
     check_once("w.flow", reverses(2), Limits())

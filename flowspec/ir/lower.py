@@ -59,11 +59,10 @@ class _Lowerer(BlockExpansion):
         first: dict[str, ast.LetStmt] = {}
         for let in program.lets:
             if let.name.id in first:
-                self.error(
-                    "E201",
-                    f"top-level constant `{let.name.id}` is defined twice",
-                    let.name.span,
-                    labels=(Label(first[let.name.id].name.span, "first defined here"),),
+                self.defined_twice(
+                    "top-level constant",
+                    let.name,
+                    first[let.name.id].name,
                     hint="rename one of them; a flow's own `let` may shadow a top-level one",
                 )
                 continue
@@ -77,6 +76,18 @@ class _Lowerer(BlockExpansion):
         return ChainMap({} if own is None else own, self.globals)
 
     # ---------------------------------------------------------------- helpers
+
+    def defined_twice(
+        self, what: str, name: ast.Name, first: ast.Name, hint: str | None = None
+    ) -> None:
+        """E201 at a second definition of ``name``, pointing at the first."""
+        self.error(
+            "E201",
+            f"{what} `{name.id}` is defined twice",
+            name.span,
+            labels=(Label(first.span, "first defined here"),),
+            hint=hint,
+        )
 
     def error(
         self,
@@ -506,12 +517,8 @@ def lower(program: ast.Program) -> tuple[list[FlowGraph], list[Diagnostic]]:
         name = item.name.id
         if isinstance(item, ast.BlockDef):
             if name in first_block:
-                lowerer.error(
-                    "E201",
-                    f"block `{name}` is defined twice",
-                    item.name.span,
-                    labels=(Label(first_block[name].name.span, "first defined here"),),
-                    hint="rename one of them",
+                lowerer.defined_twice(
+                    "block", item.name, first_block[name].name, hint="rename one of them"
                 )
             else:
                 first_block[name] = item
@@ -535,12 +542,7 @@ def lower(program: ast.Program) -> tuple[list[FlowGraph], list[Diagnostic]]:
     graphs = []
     for flow in program.flows:
         if flow.name.id in seen:
-            lowerer.error(
-                "E201",
-                f"flow `{flow.name.id}` is defined twice",
-                flow.name.span,
-                labels=(Label(seen[flow.name.id].name.span, "first defined here"),),
-            )
+            lowerer.defined_twice("flow", flow.name, seen[flow.name.id].name)
             continue
         seen[flow.name.id] = flow
         fg = lowerer.lower_flow(flow)

@@ -151,21 +151,7 @@ _TERMINAL_WORDS = {
 #: arithmetic terminals, listed together as "an operator" in "expected …"
 _OPERATORS = {"PLUS": "+", "MINUS": "-", "STAR": "*", "SLASH": "/", "PERCENT": "%"}
 #: words that start a statement inside a flow or block, and at top level
-_STATEMENT_KEYWORDS = (
-    "input",
-    "context",
-    "direction",
-    "latent",
-    "let",
-    "repeat",
-    "on",
-    "dequantize",
-    "require",
-    "output",
-    "return",
-    "flow",
-    "block",
-)
+_STATEMENT_KEYWORDS = tuple(k for k in KEYWORDS if k not in ("as", "true", "false"))
 #: a string, possibly unterminated (the scanners skip strings)
 _STRING_PREFIX = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"?')
 _OPENER_OF = {")": "(", "]": "[", "}": "{"}

@@ -192,26 +192,22 @@ class _Lowerer:
     def flow(self, node) -> ast.Flow:
         body: list = []
         pairs = self.reader.pairs(node)
-        if "input" in pairs:
-            key_node, value = pairs["input"]
-            shape = self.get(value, "shape")
-            body.append(
-                ast.InputStmt(
-                    self.name(self.get(value, "name")),
-                    tuple(self.value(n) for n in shape.value),
-                    self.pair_span(key_node, value),
+        # `input:` and `context:` are both {name, shape}
+        declarations: tuple[tuple[str, Any], ...] = (
+            ("input", ast.InputStmt),
+            ("context", ast.ContextStmt),
+        )
+        for key, statement in declarations:
+            if key in pairs:
+                key_node, value = pairs[key]
+                shape = self.get(value, "shape")
+                body.append(
+                    statement(
+                        self.name(self.get(value, "name")),
+                        tuple(self.value(n) for n in shape.value),
+                        self.pair_span(key_node, value),
+                    )
                 )
-            )
-        if "context" in pairs:
-            key_node, value = pairs["context"]
-            shape = self.get(value, "shape")
-            body.append(
-                ast.ContextStmt(
-                    self.name(self.get(value, "name")),
-                    tuple(self.value(n) for n in shape.value),
-                    self.pair_span(key_node, value),
-                )
-            )
         if "direction" in pairs:
             key_node, value = pairs["direction"]
             body.append(ast.DirectionStmt(self.name(value), self.pair_span(key_node, value)))
