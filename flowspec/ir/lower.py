@@ -235,18 +235,15 @@ class _Lowerer(BlockExpansion):
             self.flow_level(fg, stmt, in_block, "direction")
             if not in_block:
                 self.lower_direction(fg, stmt)
-        elif isinstance(stmt, ast.LatentStmt):
-            self.flow_level(fg, stmt, in_block, "latent")
+        elif isinstance(stmt, (ast.LatentStmt, ast.DequantizeStmt)):
+            # both name a distribution-like value the flow keeps with its span
+            what = "latent" if isinstance(stmt, ast.LatentStmt) else "dequantize"
+            self.flow_level(fg, stmt, in_block, what)
             if not in_block:
                 ok, v = self.try_evaluate(stmt.kind, scope)
                 if ok:
-                    fg.latent, fg.latent_span = v, stmt.kind.span
-        elif isinstance(stmt, ast.DequantizeStmt):
-            self.flow_level(fg, stmt, in_block, "dequantize")
-            if not in_block:
-                ok, v = self.try_evaluate(stmt.kind, scope)
-                if ok:
-                    fg.dequantize, fg.dequantize_span = v, stmt.kind.span
+                    setattr(fg, what, v)
+                    setattr(fg, f"{what}_span", stmt.kind.span)
         elif isinstance(stmt, ast.LetStmt):
             ok, v = self.try_evaluate(stmt.value, scope)
             if ok:

@@ -339,16 +339,14 @@ def build_schema() -> dict:
             },
             "a placement: {on: DEVICE, body: [...]}",
         ),
-        "stmt.input": _closed(
-            ["input", "shape"],
-            {"input": _ref("name"), "shape": _ref("shape")},
-            "an input statement: {input: NAME, shape: [...]}",
-        ),
-        "stmt.context": _closed(
-            ["context", "shape"],
-            {"context": _ref("name"), "shape": _ref("shape")},
-            "a context statement: {context: NAME, shape: [...]}",
-        ),
+        **{
+            f"stmt.{key}": _closed(
+                [key, "shape"],
+                {key: _ref("name"), "shape": _ref("shape")},
+                f"{article} {key} statement: {{{key}: NAME, shape: [...]}}",
+            )
+            for key, article in (("input", "an"), ("context", "a"))
+        },
         "stmt.direction": _closed(
             ["direction"],
             {"direction": _ref("direction")},
