@@ -14,8 +14,8 @@ from typing import Any
 
 from flowspec.kinds import masks, sizes
 from flowspec.kinds.base import _R, BlockKind, Example, Opts, Shape, ShapeError, _rank, _unbounded
-from flowspec.kinds.options import Bool, Choice, Float, Int, Option
-from flowspec.kinds.words import COND, MASK, NET, SCALE
+from flowspec.kinds.options import Bool, Choice, Option
+from flowspec.kinds.words import COND, MASK, NET, SCALE, SPLINE
 
 
 def _coupling_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
@@ -200,11 +200,11 @@ ENTRIES: tuple[BlockKind, ...] = (
         "coupling.spline",
         "rational-quadratic spline coupling, identity outside the bound",
         "Durkan, Bekasov, Murray, Papamakarios 2019, Neural Spline Flows, arXiv:1906.04032",
-        (Option("bins", Int(min=1, max=64), 8), Option("bound", Float(0.0, min_open=True), 3.0)),
+        SPLINE,
         f"{_R}.spline:SplineCoupling",
         "analytic",
         _mask_examples({"bins": 5, "bound": 2.0}),
-        lambda opts: 3 * opts["bins"] - 1,  # widths, heights, interior derivatives
+        sizes.spline_params,
         math="y_a = x_a, y_b = RQS(x_b; θ(x_a, cond)), a monotone rational-quadratic spline of "
         "`bins` bins on [−bound, bound], identity outside; ladj = Σ log RQS′(x_b)",
     ),

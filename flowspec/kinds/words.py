@@ -1,6 +1,6 @@
 """The word tables: activations, nets, latents, dequantizers and the enum words of
-block options (masks, scales, orders, estimators, solvers), and the two options that
-several families share (``net=``, ``cond=``).
+block options (masks, scales, orders, estimators, solvers), and the options that
+several families share (``net=``, ``cond=``, a spline's ``bins`` and ``bound``).
 
 Each table is an :class:`~flowspec.kinds.options.Enum` of words with their options.
 """
@@ -293,6 +293,8 @@ ODE_NET = Option(
     "[C, H, W] tensor)",
 )
 COND = Option("cond", Tensor(), None, doc="a tensor the conditioner reads, not consumed")
+#: the rational-quadratic spline of coupling.spline and autoregressive.spline
+SPLINE = (Option("bins", Int(min=1, max=64), 8), Option("bound", Float(0.0, min_open=True), 3.0))
 
 #: the properties a flow may `require` → does the requirement take a bound?
 REQUIREMENTS = {
