@@ -173,6 +173,25 @@ def _flat_only(what: str) -> Callable[[Opts, list[Shape]], list[Shape]]:
     return rule
 
 
+def _image_net_input(net: str | None, shape: Shape, cond: Shape | None) -> None:
+    """E202 unless a ``conv`` or ``resnet`` conditioner can read ``shape`` and ``cond``
+    (a coupling's, gaussianize's prior): both [C, H, W] with the same H and W."""
+    if net not in ("conv", "resnet"):
+        return
+    if len(shape) != 3:
+        raise ShapeError(
+            f"net={net} needs a [C, H, W] tensor, got {list(shape)}",
+            "net",
+            hint="use net=mlp(...) for flat features",
+        )
+    if cond is not None and (len(cond) != 3 or cond[1:] != shape[1:]):
+        raise ShapeError(
+            f"cond= of shape {list(cond)} does not match the spatial size {list(shape[1:])}"
+            f" needed by net={net}",
+            "cond",
+        )
+
+
 def _residual_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
     if opts["net"].kind in ("conv", "resnet"):
         _rank(shapes[0], 3, f"net={opts['net'].kind}")

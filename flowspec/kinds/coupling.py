@@ -13,7 +13,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowspec.kinds import masks, sizes
-from flowspec.kinds.base import _R, BlockKind, Example, Opts, Shape, ShapeError, _rank, _unbounded
+from flowspec.kinds.base import (
+    _R,
+    BlockKind,
+    Example,
+    Opts,
+    Shape,
+    ShapeError,
+    _image_net_input,
+    _rank,
+    _unbounded,
+)
 from flowspec.kinds.options import Bool, Choice, Option
 from flowspec.kinds.words import COND, MASK, NET, SCALE, SPLINE
 
@@ -32,21 +42,7 @@ def _coupling_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
             "mask",
             hint="a coupling needs one part to condition on and one to transform",
         )
-    net = opts["net"].kind
-    if net in ("conv", "resnet") and len(shape) != 3:
-        raise ShapeError(
-            f"net={net} needs a [C, H, W] tensor, got {list(shape)}",
-            "net",
-            hint="use net=mlp(...) for flat features",
-        )
-    if len(shapes) > 1 and net in ("conv", "resnet"):
-        cond = shapes[1]
-        if len(cond) != 3 or cond[1:] != shape[1:]:
-            raise ShapeError(
-                f"cond= of shape {list(cond)} does not match the spatial size {list(shape[1:])}"
-                f" needed by net={net}",
-                "cond",
-            )
+    _image_net_input(opts["net"].kind, shape, shapes[1] if len(shapes) > 1 else None)
     return [shape]
 
 

@@ -19,7 +19,7 @@ from flowspec.kinds.base import (
     Opts,
     Problem,
     Shape,
-    ShapeError,
+    _image_net_input,
     _unbounded,
     elementwise_kind,
 )
@@ -58,21 +58,9 @@ PRIOR_NET = Option(
 
 
 def _gaussianize_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
-    net = opts["net"].kind if opts["net"] is not None else None
-    if len(shapes) > 1 and net in ("conv", "resnet"):
-        shape, cond = shapes
-        if len(shape) != 3:
-            raise ShapeError(
-                f"net={net} needs a [C, H, W] tensor, got {list(shape)}",
-                "net",
-                hint="use net=mlp(...) for flat features",
-            )
-        if len(cond) != 3 or cond[1:] != shape[1:]:
-            raise ShapeError(
-                f"cond= of shape {list(cond)} does not match the spatial size {list(shape[1:])}"
-                f" needed by net={net}",
-                "cond",
-            )
+    if len(shapes) > 1:  # without cond= there is no prior net to read anything
+        net = opts["net"].kind if opts["net"] is not None else None
+        _image_net_input(net, shapes[0], shapes[1])
     return [shapes[0]]
 
 
