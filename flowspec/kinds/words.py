@@ -38,7 +38,8 @@ HIDDEN = IntList(
 WIDTH = Int(min=1, max=L.MAX_WIDTH)
 LAYERS = Int(min=1, max=L.MAX_LAYERS)
 SEED = Int(min=0, max=L.MAX_SEED)
-INIT = Enum(
+#: how a net's last layer starts (``init=`` of mlp, conv, resnet)
+NET_INIT = Enum(
     {"zero": (), "default": ()},
     what="initialisation",
     docs={
@@ -55,20 +56,20 @@ def _nets(act: str) -> Enum:
             "mlp": (
                 Option("hidden", HIDDEN, [64, 64], doc="widths of the hidden layers"),
                 Option("act", ACT, act),
-                Option("init", INIT, "zero", doc="`zero`: last layer zero (identity start)"),
+                Option("init", NET_INIT, "zero", doc="`zero`: last layer zero (identity start)"),
             ),
             "conv": (
                 Option("hidden", WIDTH, 512, doc="channels of the hidden layers"),
                 Option("kernel", Int(min=1, max=L.MAX_KERNEL), 3),
                 Option("depth", LAYERS, 2, doc="number of hidden convolutions"),
                 Option("act", ACT, act),
-                Option("init", INIT, "zero"),
+                Option("init", NET_INIT, "zero"),
             ),
             "resnet": (
                 Option("hidden", WIDTH, 256),
                 Option("blocks", LAYERS, 2),
                 Option("act", ACT, act),
-                Option("init", INIT, "zero"),
+                Option("init", NET_INIT, "zero"),
             ),
         },
         what="net",
