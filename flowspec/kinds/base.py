@@ -1,6 +1,8 @@
 """What every family module builds on: :class:`BlockKind` (one entry is the whole story
 of a block kind), :class:`Bound`, :class:`Problem`, :class:`Example`,
-:class:`ShapeError`, and the shape and bound helpers several families share.
+:class:`ShapeError`, the shape and bound helpers several families share, and the
+templates of the kinds two families share the fields of (:func:`permutation_kind`,
+:func:`elementwise_kind`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowspec.kinds.options import Option, Tensor
-from flowspec.kinds.sizes import no_activations
+from flowspec.kinds.sizes import no_activations, no_parameters
 
 Shape = tuple[int, ...]
 Opts = Mapping[str, Any]
@@ -171,19 +173,119 @@ def _flat_only(what: str) -> Callable[[Opts, list[Shape]], list[Shape]]:
     return rule
 
 
+def _image_net_input(net: str | None, shape: Shape, cond: Shape | None) -> None:
+    """E202 unless a ``conv`` or ``resnet`` conditioner can read ``shape`` and ``cond``
+    (a coupling's, gaussianize's prior): both [C, H, W] with the same H and W."""
+    if net not in ("conv", "resnet"):
+        return
+    if len(shape) != 3:
+        raise ShapeError(
+            f"net={net} needs a [C, H, W] tensor, got {list(shape)}",
+            "net",
+            hint="use net=mlp(...) for flat features",
+        )
+    if cond is not None and (len(cond) != 3 or cond[1:] != shape[1:]):
+        raise ShapeError(
+            f"cond= of shape {list(cond)} does not match the spatial size {list(shape[1:])}"
+            f" needed by net={net}",
+            "cond",
+        )
+
+
 def _residual_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
     if opts["net"].kind in ("conv", "resnet"):
         _rank(shapes[0], 3, f"net={opts['net'].kind}")
     return [shapes[0]]
 
 
-ISOMETRY = (lambda opts, shapes: Bound(1.0), lambda opts, shapes: Bound(1.0))
+#: a kind's ``lipschitz`` or ``inverse_lipschitz``
+LipschitzRule = Callable[[Opts, list[Shape]], Bound]
+#: both, forward then inverse: what the templates below take as ``bounds``
+Bounds = tuple[LipschitzRule, LipschitzRule]
+
+ISOMETRY: Bounds = (lambda opts, shapes: Bound(1.0), lambda opts, shapes: Bound(1.0))
 
 
-def _unbounded(reason: str) -> Callable[[Opts, list[Shape]], Bound]:
+def _unbounded(reason: str) -> LipschitzRule:
     return lambda opts, shapes: Bound.unbounded(reason)
+
+
+def unbounded_both(reason: str) -> Bounds:
+    """No bound either way, for one ``reason``: a learned scale or matrix bounds neither
+    the map nor its inverse."""
+    rule = _unbounded(reason)
+    return rule, rule
+
+
+#: the elementwise kinds that learn a scale (affine, scale, gaussianize, actnorm)
+LEARNED_SCALE = unbounded_both("its learned scale has no bound")
 
 
 #: where the runtime classes live; entries name them by import path, so nothing here
 #: imports torch
 _R = "flowspec.runtime"
+
+
+# ---------------------------------------------------------- templates of two families
+
+
+def permutation_kind(
+    name: str,
+    summary: str,
+    paper: str,
+    options: tuple[Option, ...],
+    shape: Callable[[Opts, list[Shape]], list[Shape]],
+    runtime: str,
+    *,
+    feature_map: Callable[[Opts, list[Shape]], list[list[tuple[int, int]]]],
+    **fields: Any,
+) -> BlockKind:
+    """A kind that only moves features (reshape, permute): an isometry with log-det zero
+    that learns nothing, so the entry says only where each feature goes (``feature_map``,
+    which the coverage check W100/W101 follows) and what the reference shows."""
+    return BlockKind(
+        name,
+        summary,
+        paper,
+        options,
+        shape,
+        runtime,
+        parameters=no_parameters,
+        lipschitz=ISOMETRY[0],
+        inverse_lipschitz=ISOMETRY[1],
+        features="permutation",
+        feature_map=feature_map,
+        **fields,
+    )
+
+
+def elementwise_kind(
+    name: str,
+    summary: str,
+    paper: str,
+    options: tuple[Option, ...],
+    runtime: str,
+    *,
+    parameters: Callable[[Opts, list[Shape]], int],
+    bounds: Bounds,
+    shape: Callable[[Opts, list[Shape]], list[Shape]] = _same,
+    **fields: Any,
+) -> BlockKind:
+    """A kind that transforms each feature in place with an analytic inverse and log-det
+    (elementwise, norm): the shape kept unless ``shape`` says more, so the entry says
+    what it learns and how far it stretches (``bounds``, forward then inverse)."""
+    return BlockKind(
+        name,
+        summary,
+        paper,
+        options,
+        shape,
+        runtime,
+        parameters=parameters,
+        inverse="analytic",
+        logdet="analytic",
+        lipschitz=bounds[0],
+        inverse_lipschitz=bounds[1],
+        features="elementwise",
+        **fields,
+    )

@@ -13,9 +13,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowspec.kinds import masks, sizes
-from flowspec.kinds.base import _R, BlockKind, Example, Opts, Shape, ShapeError, _rank, _unbounded
-from flowspec.kinds.options import Bool, Choice, Float, Int, Option
-from flowspec.kinds.words import COND, MASK, NET, SCALE
+from flowspec.kinds.base import (
+    _R,
+    BlockKind,
+    Example,
+    Opts,
+    Shape,
+    ShapeError,
+    _image_net_input,
+    _rank,
+    _unbounded,
+)
+from flowspec.kinds.options import Bool, Choice, Option
+from flowspec.kinds.words import COND, MASK, NET, SCALE, SPLINE
 
 
 def _coupling_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
@@ -32,21 +42,7 @@ def _coupling_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
             "mask",
             hint="a coupling needs one part to condition on and one to transform",
         )
-    net = opts["net"].kind
-    if net in ("conv", "resnet") and len(shape) != 3:
-        raise ShapeError(
-            f"net={net} needs a [C, H, W] tensor, got {list(shape)}",
-            "net",
-            hint="use net=mlp(...) for flat features",
-        )
-    if len(shapes) > 1 and net in ("conv", "resnet"):
-        cond = shapes[1]
-        if len(cond) != 3 or cond[1:] != shape[1:]:
-            raise ShapeError(
-                f"cond= of shape {list(cond)} does not match the spatial size {list(shape[1:])}"
-                f" needed by net={net}",
-                "cond",
-            )
+    _image_net_input(opts["net"].kind, shape, shapes[1] if len(shapes) > 1 else None)
     return [shape]
 
 
@@ -200,11 +196,11 @@ ENTRIES: tuple[BlockKind, ...] = (
         "coupling.spline",
         "rational-quadratic spline coupling, identity outside the bound",
         "Durkan, Bekasov, Murray, Papamakarios 2019, Neural Spline Flows, arXiv:1906.04032",
-        (Option("bins", Int(min=1, max=64), 8), Option("bound", Float(0.0, min_open=True), 3.0)),
+        SPLINE,
         f"{_R}.spline:SplineCoupling",
         "analytic",
         _mask_examples({"bins": 5, "bound": 2.0}),
-        lambda opts: 3 * opts["bins"] - 1,  # widths, heights, interior derivatives
+        sizes.spline_params,
         math="y_a = x_a, y_b = RQS(x_b; θ(x_a, cond)), a monotone rational-quadratic spline of "
         "`bins` bins on [−bound, bound], identity outside; ladj = Σ log RQS′(x_b)",
     ),

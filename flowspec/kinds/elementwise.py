@@ -12,15 +12,16 @@ from __future__ import annotations
 from flowspec.kinds import limits as L
 from flowspec.kinds.base import (
     _R,
+    LEARNED_SCALE,
     BlockKind,
     Bound,
     Example,
     Opts,
     Problem,
     Shape,
-    ShapeError,
-    _same,
+    _image_net_input,
     _unbounded,
+    elementwise_kind,
 )
 from flowspec.kinds.options import Choice, Enum, Float, Int, Option
 from flowspec.kinds.sizes import net_parameters, no_parameters, numel
@@ -57,21 +58,9 @@ PRIOR_NET = Option(
 
 
 def _gaussianize_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
-    net = opts["net"].kind if opts["net"] is not None else None
-    if len(shapes) > 1 and net in ("conv", "resnet"):
-        shape, cond = shapes
-        if len(shape) != 3:
-            raise ShapeError(
-                f"net={net} needs a [C, H, W] tensor, got {list(shape)}",
-                "net",
-                hint="use net=mlp(...) for flat features",
-            )
-        if len(cond) != 3 or cond[1:] != shape[1:]:
-            raise ShapeError(
-                f"cond= of shape {list(cond)} does not match the spatial size {list(shape[1:])}"
-                f" needed by net={net}",
-                "cond",
-            )
+    if len(shapes) > 1:  # without cond= there is no prior net to read anything
+        net = opts["net"].kind if opts["net"] is not None else None
+        _image_net_input(net, shapes[0], shapes[1])
     return [shapes[0]]
 
 
@@ -139,53 +128,39 @@ def _logit_inverse_lipschitz(opts: Opts, shapes: list[Shape]) -> Bound:
 
 
 ENTRIES: tuple[BlockKind, ...] = (
-    BlockKind(
+    elementwise_kind(
         "affine",
         "elementwise scale and shift",
         "",
         (),
-        _same,
         f"{_R}.elementwise:Affine",
         parameters=lambda opts, shapes: 2 * numel(shapes[0]),  # s and t per feature
-        inverse="analytic",
-        logdet="analytic",
-        lipschitz=_unbounded("its learned scale has no bound"),
-        inverse_lipschitz=_unbounded("its learned scale has no bound"),
-        features="elementwise",
+        bounds=LEARNED_SCALE,
         math=(
             "y = x·exp(s) + t, s and t learned with the full per-sample shape, both zero at the "
             "start; ladj = Σ s"
         ),
         examples=(Example(((3,),)), Example(((2, 2, 2),))),
     ),
-    BlockKind(
+    elementwise_kind(
         "scale",
         "z = x · exp(s), a learned per-feature log-scale s (zero init); ladj = Σ s",
         "Dinh, Krueger, Bengio 2015, NICE (the diagonal scaling layer), arXiv:1410.8516",
         (),
-        _same,
         f"{_R}.elementwise:Scale",
         parameters=lambda opts, shapes: numel(shapes[0]),  # s per feature
-        inverse="analytic",
-        logdet="analytic",
-        lipschitz=_unbounded("its learned scale has no bound"),
-        inverse_lipschitz=_unbounded("its learned scale has no bound"),
-        features="elementwise",
+        bounds=LEARNED_SCALE,
         examples=(Example(((3,),)), Example(((2, 2, 2),))),
     ),
-    BlockKind(
+    elementwise_kind(
         "gaussianize",
         "z' = (z − μ) · exp(−log σ), μ and log σ learned per feature, or from a net of cond=",
         "Kingma, Dhariwal 2018, Glow (learned prior), arXiv:1807.03039",
         (PRIOR_NET, COND),
-        _gaussianize_shape,
         f"{_R}.elementwise:Gaussianize",
+        shape=_gaussianize_shape,
         parameters=_gaussianize_parameters,
-        inverse="analytic",
-        logdet="analytic",
-        lipschitz=_unbounded("its learned scale has no bound"),
-        inverse_lipschitz=_unbounded("its learned scale has no bound"),
-        features="elementwise",
+        bounds=LEARNED_SCALE,
         advice=_gaussianize_advice,
         needs=lambda opts: ("net",) if opts["cond"] is not None else (),
         examples=(
@@ -200,59 +175,50 @@ ENTRIES: tuple[BlockKind, ...] = (
             Example(((2, 3, 3),), {"net": Choice("conv", {"depth": 0})}, cond=(2, 3, 3)),
         ),
     ),
-    BlockKind(
+    elementwise_kind(
         "leaky_relu",
         "y = x for x ≥ 0, slope·x otherwise",
         "",
         (Option("slope", Float(), 0.01),),
-        _same,
         f"{_R}.elementwise:LeakyReLU",
         parameters=no_parameters,
-        inverse="analytic",
-        logdet="analytic",
-        lipschitz=lambda opts, shapes: Bound(max(1.0, opts["slope"])),
-        inverse_lipschitz=lambda opts, shapes: (
-            Bound(max(1.0, 1.0 / opts["slope"]))
-            if opts["slope"] > 0
-            else Bound.unbounded("slope <= 0")
+        bounds=(
+            lambda opts, shapes: Bound(max(1.0, opts["slope"])),
+            lambda opts, shapes: (
+                Bound(max(1.0, 1.0 / opts["slope"]))
+                if opts["slope"] > 0
+                else Bound.unbounded("slope <= 0")
+            ),
         ),
-        features="elementwise",
         problems=_leaky_problems,
         math="y = x for x ≥ 0, a·x otherwise (a = `slope` > 0); ladj = log(a)·#{i : x_i < 0}",
         bounds_doc="Lip = max(1, a); Lip⁻¹ = max(1, 1/a)",
         examples=(Example(((4,),), {"slope": 0.2}),),
     ),
-    BlockKind(
+    elementwise_kind(
         "logit",
         "y = logit(α + (1 − 2α)x), for data in [0, 1]",
         "Dinh, Sohl-Dickstein, Bengio 2017, Real NVP, arXiv:1605.08803",
         (Option("alpha", Float(0.0), 0.05),),
-        _same,
         f"{_R}.elementwise:Logit",
         parameters=no_parameters,
-        inverse="analytic",
-        logdet="analytic",
-        lipschitz=_logit_lipschitz,
-        inverse_lipschitz=_logit_inverse_lipschitz,
-        features="elementwise",
+        bounds=(_logit_lipschitz, _logit_inverse_lipschitz),
         problems=_logit_problems,
         math="y = logit(u) with u = α + (1 − 2α)·x; ladj = Σ [log(1 − 2α) − log u − log(1 − u)]",
         bounds_doc="Lip = (1 − 2α)/(α(1 − α)) (unbounded for α = 0); Lip⁻¹ = 1/(4(1 − 2α))",
         examples=(Example(((4,),), {"alpha": 0.05}),),
     ),
-    BlockKind(
+    elementwise_kind(
         "sigmoid",
         "y = σ(x)",
         "",
         (),
-        _same,
         f"{_R}.elementwise:Sigmoid",
         parameters=no_parameters,
-        inverse="analytic",
-        logdet="analytic",
-        lipschitz=lambda opts, shapes: Bound(0.25),
-        inverse_lipschitz=_unbounded("logit, the inverse of sigmoid, has an unbounded slope"),
-        features="elementwise",
+        bounds=(
+            lambda opts, shapes: Bound(0.25),
+            _unbounded("logit, the inverse of sigmoid, has an unbounded slope"),
+        ),
         math="y = σ(x) = 1/(1 + e^(−x)); ladj = −Σ [softplus(x) + softplus(−x)]",
         bounds_doc="Lip = 1/4; its inverse, logit, is unbounded",
         examples=(Example(((4,),)),),

@@ -5,7 +5,19 @@ Both from Glow (Kingma, Dhariwal 2018, arXiv:1807.03039), optionally LU-parametr
 
 from __future__ import annotations
 
-from flowspec.kinds.base import _R, BlockKind, Example, Opts, _flat_only, _rank, _unbounded
+from collections.abc import Callable
+from typing import Any
+
+from flowspec.kinds.base import (
+    _R,
+    BlockKind,
+    Example,
+    Opts,
+    Shape,
+    _flat_only,
+    _rank,
+    unbounded_both,
+)
 from flowspec.kinds.options import Bool, Option
 
 
@@ -35,20 +47,41 @@ def _no_half_solve(opts: Opts, dtype: str, eps: float) -> str | None:
     )
 
 
-ENTRIES: tuple[BlockKind, ...] = (
-    BlockKind(
-        "linear",
-        "dense invertible matrix, LU-parametrised",
+def _matrix_kind(
+    name: str,
+    summary: str,
+    shape: Callable[[Opts, list[Shape]], list[Shape]],
+    runtime: str,
+    **fields: Any,
+) -> BlockKind:
+    """Both kinds: Glow's learned invertible matrix on axis 0 (``lu``), inverted by
+    solves; they differ in the shape they take and in what the reference says."""
+    lipschitz, inverse_lipschitz = unbounded_both(
+        "its learned matrix has no bound on its spectral norm"
+    )
+    return BlockKind(
+        name,
+        summary,
         "Kingma, Dhariwal 2018, Glow, arXiv:1807.03039",
         (Option("lu", Bool(), True),),
-        _flat_only("linear"),
-        f"{_R}.linear:Linear",
+        shape,
+        runtime,
         parameters=_matrix,
         inverse="analytic",
         logdet="analytic",
-        lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
-        inverse_lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
+        lipschitz=lipschitz,
+        inverse_lipschitz=inverse_lipschitz,
         low_precision=_no_half_solve,
+        **fields,
+    )
+
+
+ENTRIES: tuple[BlockKind, ...] = (
+    _matrix_kind(
+        "linear",
+        "dense invertible matrix, LU-parametrised",
+        _flat_only("linear"),
+        f"{_R}.linear:Linear",
         math=(
             "y = W·x, W a learned invertible d×d matrix (LU-parametrised with `lu=true`); ladj = "
             "log|det W|"
@@ -56,19 +89,11 @@ ENTRIES: tuple[BlockKind, ...] = (
         shape_doc="[d] → [d]",
         examples=(Example(((4,),)), Example(((4,),), {"lu": False})),
     ),
-    BlockKind(
+    _matrix_kind(
         "invconv",
         "Glow's invertible 1×1 convolution over channels",
-        "Kingma, Dhariwal 2018, Glow, arXiv:1807.03039",
-        (Option("lu", Bool(), True),),
         _image_shape_kept("invconv"),
         f"{_R}.linear:InvConv",
-        parameters=_matrix,
-        inverse="analytic",
-        logdet="analytic",
-        lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
-        inverse_lipschitz=_unbounded("its learned matrix has no bound on its spectral norm"),
-        low_precision=_no_half_solve,
         math="y[:, h, w] = W·x[:, h, w], W a learned invertible C×C matrix; ladj = H·W·log|det W|",
         shape_doc="[C, H, W] → [C, H, W]",
         examples=(Example(((3, 2, 2),)), Example(((3, 2, 2),), {"lu": False})),

@@ -164,6 +164,11 @@ def _ode_low_precision(opts: Opts, dtype: str, eps: float) -> str | None:
     return None
 
 
+#: every example's: the exact trace, no adjoint and tight tolerances, since the harness
+#: compares the log-det with brute force at 1e-4
+_CHECKED_EXACTLY = {"trace": "exact", "adjoint": False, "rtol": 1e-8, "atol": 1e-8}
+
+
 ENTRIES: tuple[BlockKind, ...] = (
     BlockKind(
         "ode",
@@ -241,20 +246,14 @@ ENTRIES: tuple[BlockKind, ...] = (
             Example(
                 ((2,),),
                 {
-                    "trace": "exact",
-                    "adjoint": False,
-                    "rtol": 1e-8,  # the harness compares to brute force at 1e-4
-                    "atol": 1e-8,
+                    **_CHECKED_EXACTLY,
                     "net": Choice("mlp", {"hidden": [8], "act": "tanh"}),
                 },
             ),
             Example(
                 ((3,),),
                 {
-                    "trace": "exact",
-                    "adjoint": False,
-                    "rtol": 1e-8,
-                    "atol": 1e-8,
+                    **_CHECKED_EXACTLY,
                     "time": Choice("fourier", {"features": 2}),
                     "net": Choice("mlp", {"hidden": [8], "act": "tanh", "init": "default"}),
                 },
@@ -262,10 +261,7 @@ ENTRIES: tuple[BlockKind, ...] = (
             Example(
                 ((3,),),
                 {
-                    "trace": "exact",
-                    "adjoint": False,
-                    "rtol": 1e-8,
-                    "atol": 1e-8,
+                    **_CHECKED_EXACTLY,
                     "time": "concatsquash",
                     "lipschitz": 1.5,
                     "net": Choice("mlp", {"hidden": [8], "act": "elu", "init": "default"}),

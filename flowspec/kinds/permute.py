@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from flowspec.kinds import limits as L
 from flowspec.kinds import masks
-from flowspec.kinds.base import _R, ISOMETRY, BlockKind, Example, Opts, Shape, ShapeError, _same
+from flowspec.kinds.base import (
+    _R,
+    BlockKind,
+    Example,
+    Opts,
+    Shape,
+    ShapeError,
+    _same,
+    permutation_kind,
+)
 from flowspec.kinds.options import IntList, Option
-from flowspec.kinds.sizes import no_parameters
 from flowspec.kinds.words import SEED
 
 
@@ -31,41 +39,33 @@ def _permute_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
 
 
 ENTRIES: tuple[BlockKind, ...] = (
-    BlockKind(
+    permutation_kind(
         "reverse",
         "reverse the features (axis 0)",
         "",
         (),
         _same,
         f"{_R}.permute:Reverse",
-        parameters=no_parameters,
-        lipschitz=ISOMETRY[0],
-        inverse_lipschitz=ISOMETRY[1],
-        features="permutation",
         feature_map=lambda opts, shapes: _axis0_perm_map(
             list(range(shapes[0][0] - 1, -1, -1)), shapes[0]
         ),
         math="y[i] = x[d − 1 − i] along axis 0; ladj = 0; its own inverse",
         examples=(Example(((5,),)), Example(((3, 2, 2),))),
     ),
-    BlockKind(
+    permutation_kind(
         "shuffle",
         "a fixed random permutation of the features",
         "",
         (Option("seed", SEED, 0),),
         _same,
         f"{_R}.permute:Shuffle",
-        parameters=no_parameters,
-        lipschitz=ISOMETRY[0],
-        inverse_lipschitz=ISOMETRY[1],
-        features="permutation",
         feature_map=lambda opts, shapes: _axis0_perm_map(
             masks.shuffle_permutation(shapes[0][0], opts["seed"]), shapes[0]
         ),
         math="y[i] = x[π(i)] along axis 0, π a fixed permutation drawn from `seed`; ladj = 0",
         examples=(Example(((6,),), {"seed": 4}),),
     ),
-    BlockKind(
+    permutation_kind(
         "permute",
         "an explicit permutation of the features",
         "",
@@ -79,10 +79,6 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         _permute_shape,
         f"{_R}.permute:Permute",
-        parameters=no_parameters,
-        lipschitz=ISOMETRY[0],
-        inverse_lipschitz=ISOMETRY[1],
-        features="permutation",
         feature_map=lambda opts, shapes: _axis0_perm_map(opts["order"], shapes[0]),
         math="y[i] = x[order[i]] along axis 0; ladj = 0",
         shape_doc=(

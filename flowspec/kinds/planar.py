@@ -9,11 +9,14 @@ from flowspec.kinds.base import _R, BlockKind, Example, _same, _unbounded
 from flowspec.kinds.options import Enum, Option
 from flowspec.kinds.sizes import numel
 
+_PAPER = "Rezende, Mohamed 2015, Variational Inference with Normalizing Flows, arXiv:1505.05770"
+
+
 ENTRIES: tuple[BlockKind, ...] = (
     BlockKind(
         "planar",
         "y = x + u·h(wᵀx + b), with wᵀu ≥ −1 enforced",
-        "Rezende, Mohamed 2015, Variational Inference with Normalizing Flows, arXiv:1505.05770",
+        _PAPER,
         (Option("act", Enum({"tanh": (), "leaky_relu": ()}, what="activation"), "tanh"),),
         _same,
         f"{_R}.planar:Planar",
@@ -35,7 +38,7 @@ ENTRIES: tuple[BlockKind, ...] = (
     BlockKind(
         "radial",
         "y = x + β·(x − x₀)/(α + ‖x − x₀‖), with β ≥ −α enforced",
-        "Rezende, Mohamed 2015, Variational Inference with Normalizing Flows, arXiv:1505.05770",
+        _PAPER,
         (),
         _same,
         f"{_R}.planar:Radial",

@@ -12,9 +12,17 @@ from collections.abc import Callable
 
 from flowspec.kinds import limits as L
 from flowspec.kinds import masks
-from flowspec.kinds.base import _R, ISOMETRY, BlockKind, Example, Opts, Shape, ShapeError, _rank
+from flowspec.kinds.base import (
+    _R,
+    BlockKind,
+    Example,
+    Opts,
+    Shape,
+    ShapeError,
+    _rank,
+    permutation_kind,
+)
 from flowspec.kinds.options import Int, IntList, Option
-from flowspec.kinds.sizes import no_parameters
 
 
 def _axis(opts: Opts, shape: Shape) -> int:
@@ -192,8 +200,14 @@ def _reshape_shape(opts: Opts, shapes: list[Shape]) -> list[Shape]:
     return [tuple(target)]
 
 
+#: split's and concat's: concat along the axis a split cut undoes it
+_DIM = Option("dim", Int(), 0)
+#: squeeze's and unsqueeze's: unsqueeze by f undoes squeeze by f
+_FACTOR = Option("factor", Int(min=1, max=L.MAX_FACTOR), 2)
+
+
 ENTRIES: tuple[BlockKind, ...] = (
-    BlockKind(
+    permutation_kind(
         "split",
         "split along an axis (halves if sizes omitted)",
         "",
@@ -204,15 +218,11 @@ ENTRIES: tuple[BlockKind, ...] = (
                 None,
                 doc="the sizes of the parts along `dim`; omitted: the halves [d // 2, d − d // 2]",
             ),
-            Option("dim", Int(), 0),
+            _DIM,
         ),
         _split_shape,
         f"{_R}.reshape:Split",
-        parameters=no_parameters,
         outputs=lambda opts: len(opts["sizes"]) if opts.get("sizes") else 2,
-        lipschitz=ISOMETRY[0],
-        inverse_lipschitz=ISOMETRY[1],
-        features="permutation",
         feature_map=_split_map,
         math=(
             "y_k = x[o_k : o_k + s_k] along `dim`, o_k the sum of the earlier sizes; ladj = 0; "
@@ -229,18 +239,14 @@ ENTRIES: tuple[BlockKind, ...] = (
             Example(((4, 2, 2),), {"dim": 1}),
         ),
     ),
-    BlockKind(
+    permutation_kind(
         "concat",
         "concatenate along an axis",
         "",
-        (Option("dim", Int(), 0),),
+        (_DIM,),
         _concat_shape,
         f"{_R}.reshape:Concat",
-        parameters=no_parameters,
         inputs=None,
-        lipschitz=ISOMETRY[0],
-        inverse_lipschitz=ISOMETRY[1],
-        features="permutation",
         feature_map=_concat_map,
         math="y = [x_0; x_1; …] along `dim`; ladj = 0; the inverse splits",
         shape_doc=(
@@ -248,17 +254,13 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         examples=(Example(((2,), (3,))), Example(((1, 2, 2), (3, 2, 2), (2, 2, 2)))),
     ),
-    BlockKind(
+    permutation_kind(
         "squeeze",
         "[C, H, W] → [C·f², H/f, W/f]",
         "Dinh et al. 2017, arXiv:1605.08803",
-        (Option("factor", Int(min=1, max=L.MAX_FACTOR), 2),),
+        (_FACTOR,),
         _squeeze_shape,
         f"{_R}.reshape:Squeeze",
-        parameters=no_parameters,
-        lipschitz=ISOMETRY[0],
-        inverse_lipschitz=ISOMETRY[1],
-        features="permutation",
         feature_map=_squeeze_map,
         math=(
             "y[c·f² + i·f + j, v, u] = x[c, v·f + i, u·f + j] with f = `factor`: each f×f patch "
@@ -267,17 +269,13 @@ ENTRIES: tuple[BlockKind, ...] = (
         shape_doc="[C, H, W] → [C·f², H/f, W/f]; H and W divisible by f",
         examples=(Example(((2, 4, 4),)), Example(((1, 6, 3),), {"factor": 3})),
     ),
-    BlockKind(
+    permutation_kind(
         "unsqueeze",
         "[C, H, W] → [C/f², H·f, W·f], the inverse of squeeze",
         "",
-        (Option("factor", Int(min=1, max=L.MAX_FACTOR), 2),),
+        (_FACTOR,),
         _unsqueeze_shape,
         f"{_R}.reshape:Unsqueeze",
-        parameters=no_parameters,
-        lipschitz=ISOMETRY[0],
-        inverse_lipschitz=ISOMETRY[1],
-        features="permutation",
         feature_map=_unsqueeze_map,
         math=(
             "y[c, v·f + i, u·f + j] = x[c·f² + i·f + j, v, u] with f = `factor`, the inverse of "
@@ -286,23 +284,19 @@ ENTRIES: tuple[BlockKind, ...] = (
         shape_doc="[C, H, W] → [C/f², H·f, W·f]; C divisible by f²",
         examples=(Example(((8, 2, 2),)),),
     ),
-    BlockKind(
+    permutation_kind(
         "flatten",
         "flatten to [d]",
         "",
         (),
         lambda opts, shapes: [(masks.numel(shapes[0]),)],
         f"{_R}.reshape:Flatten",
-        parameters=no_parameters,
-        lipschitz=ISOMETRY[0],
-        inverse_lipschitz=ISOMETRY[1],
-        features="permutation",
         feature_map=_identity_map,
         math="y = x flattened row-major; ladj = 0",
         shape_doc="any shape → [d], d the product of its axes",
         examples=(Example(((2, 3, 2),)),),
     ),
-    BlockKind(
+    permutation_kind(
         "reshape",
         "reshape to `shape` (one entry may be -1)",
         "",
@@ -316,10 +310,6 @@ ENTRIES: tuple[BlockKind, ...] = (
         ),
         _reshape_shape,
         f"{_R}.reshape:Reshape",
-        parameters=no_parameters,
-        lipschitz=ISOMETRY[0],
-        inverse_lipschitz=ISOMETRY[1],
-        features="permutation",
         feature_map=_identity_map,
         math="y = x reshaped row-major to `shape`; ladj = 0",
         shape_doc=(

@@ -120,6 +120,12 @@ def made_activations(hidden: list[int], d: int, params: int) -> int:
     return 2 * sum(hidden) + d * params
 
 
+def spline_params(opts: Any) -> int:
+    """Numbers per transformed element of a rational-quadratic spline of ``bins`` bins
+    (both spline kinds): the widths, the heights and the interior derivatives."""
+    return 3 * opts["bins"] - 1
+
+
 def no_parameters(opts: Any, shapes: list[Shape]) -> int:
     """``parameters=`` of a kind that learns nothing (reshapes, fixed permutations)."""
     return 0

@@ -1,6 +1,6 @@
 """The word tables: activations, nets, latents, dequantizers and the enum words of
-block options (masks, scales, orders, estimators, solvers), and the two options that
-several families share (``net=``, ``cond=``).
+block options (masks, scales, orders, estimators, solvers), and the options that
+several families share (``net=``, ``cond=``, a spline's ``bins`` and ``bound``).
 
 Each table is an :class:`~flowspec.kinds.options.Enum` of words with their options.
 """
@@ -38,7 +38,8 @@ HIDDEN = IntList(
 WIDTH = Int(min=1, max=L.MAX_WIDTH)
 LAYERS = Int(min=1, max=L.MAX_LAYERS)
 SEED = Int(min=0, max=L.MAX_SEED)
-INIT = Enum(
+#: how a net's last layer starts (``init=`` of mlp, conv, resnet)
+NET_INIT = Enum(
     {"zero": (), "default": ()},
     what="initialisation",
     docs={
@@ -55,20 +56,20 @@ def _nets(act: str) -> Enum:
             "mlp": (
                 Option("hidden", HIDDEN, [64, 64], doc="widths of the hidden layers"),
                 Option("act", ACT, act),
-                Option("init", INIT, "zero", doc="`zero`: last layer zero (identity start)"),
+                Option("init", NET_INIT, "zero", doc="`zero`: last layer zero (identity start)"),
             ),
             "conv": (
                 Option("hidden", WIDTH, 512, doc="channels of the hidden layers"),
                 Option("kernel", Int(min=1, max=L.MAX_KERNEL), 3),
                 Option("depth", LAYERS, 2, doc="number of hidden convolutions"),
                 Option("act", ACT, act),
-                Option("init", INIT, "zero"),
+                Option("init", NET_INIT, "zero"),
             ),
             "resnet": (
                 Option("hidden", WIDTH, 256),
                 Option("blocks", LAYERS, 2),
                 Option("act", ACT, act),
-                Option("init", INIT, "zero"),
+                Option("init", NET_INIT, "zero"),
             ),
         },
         what="net",
@@ -293,6 +294,8 @@ ODE_NET = Option(
     "[C, H, W] tensor)",
 )
 COND = Option("cond", Tensor(), None, doc="a tensor the conditioner reads, not consumed")
+#: the rational-quadratic spline of coupling.spline and autoregressive.spline
+SPLINE = (Option("bins", Int(min=1, max=64), 8), Option("bound", Float(0.0, min_open=True), 3.0))
 
 #: the properties a flow may `require` → does the requirement take a bound?
 REQUIREMENTS = {
