@@ -187,8 +187,11 @@ class _Reader:
     def span(self, node) -> Span:
         start, end = node.start_mark.index, node.end_mark.index
         # a block collection ends where the next token starts: drop the trailing blanks
-        end = start + len(self.source.text[start:end].rstrip())
-        return self.source.span(start, max(end, start))
+        # (as ``rstrip`` would, without copying a collection's text to find them)
+        text = self.source.text
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        return self.source.span(start, end)
 
     def compose(self):
         text = self.source.text
