@@ -40,6 +40,8 @@ Invertible Generative Modeling, arXiv:1906.02735.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -79,12 +81,15 @@ class _CertifiedLayer(nn.Module):
     (``certify``) and estimated (``sigma_estimate``)."""
 
     lipschitz: float
+    weight: nn.Parameter
+    bias: nn.Parameter
 
     def _reset_certificate(self) -> None:
         self._certified_for: Tensor | None = None  # the weight σ̂ was computed for
         self._sigma_hat = 0.0
 
-    def _apply(self, fn, recurse=True):  # .to(), .double(), ...: the certificate is stale
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> _CertifiedLayer:
+        # .to(), .double(), ...: the certificate is stale
         self._certified_for = None
         return super()._apply(fn, recurse)
 
@@ -146,6 +151,10 @@ class SpectralLinear(_CertifiedLayer):
         power_iters: power-iteration steps per weight update (gradient only).
         zero: zero-initialise W and b (the last layer of a net that starts at 0).
     """
+
+    #: power-iteration vectors (buffers): uᵀWv estimates σ_max for the gradient
+    u: Tensor
+    v: Tensor
 
     def __init__(
         self,
@@ -214,13 +223,17 @@ class _LipschitzNet(nn.Module):
     acts: nn.ModuleList
     act_lipschitz: float
 
+    def _certified_layers(self) -> Iterable[_CertifiedLayer]:
+        # nn.ModuleList yields nn.Module; the subclasses fill it with certified layers only
+        return cast("Iterable[_CertifiedLayer]", self.layers)
+
     def weights(self) -> list[Tensor]:
-        return [layer.normalized_weight() for layer in self.layers]
+        return [layer.normalized_weight() for layer in self._certified_layers()]
 
     def layer_bound(self) -> float:
         """∏ min(c, σ̂_i)·∏ Lip(a), from the cached certificates (no new SVD)."""
         bound = 1.0
-        for layer in self.layers:
+        for layer in self._certified_layers():
             bound *= layer.certified_bound()
         return bound * self.act_lipschitz ** len(self.acts)
 
@@ -269,11 +282,15 @@ class LipschitzMLP(_LipschitzNet):
         self.acts = nn.ModuleList(make_activation(act) for _ in hidden)
         self.act_lipschitz = activation_lipschitz(act)
 
+    def _linear_layers(self) -> Iterable[SpectralLinear]:
+        # nn.ModuleList yields nn.Module; __init__ fills it with SpectralLinear only
+        return cast("Iterable[SpectralLinear]", self.layers)
+
     def forward(self, x: Tensor, weights: list[Tensor] | None = None) -> Tensor:
         if weights is None:
             weights = self.weights()
         h = x
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self._linear_layers()):
             h = F.linear(h, weights[i], layer.bias)
             if i < len(self.acts):
                 h = self.acts[i](h)
@@ -427,6 +444,7 @@ class SpectralConv2d(_CertifiedLayer):
         self.pad: tuple[int, int, int, int] | None = None if pad[0] == pad[1] else pad
         self.conv_padding = pad[0] if self.pad is None else 0
         layer = nn.Conv2d(in_channels, out_channels, kernel)  # PyTorch's initialisation
+        assert layer.bias is not None  # nn.Conv2d has a bias by default (bias=True)
         self.weight = nn.Parameter(layer.weight.detach().clone())
         self.bias = nn.Parameter(layer.bias.detach().clone())
         if zero:
@@ -500,11 +518,15 @@ class LipschitzConvNet(_LipschitzNet):
         self.acts = nn.ModuleList(make_activation(act) for _ in range(depth))
         self.act_lipschitz = activation_lipschitz(act)
 
+    def _conv_layers(self) -> Iterable[SpectralConv2d]:
+        # nn.ModuleList yields nn.Module; __init__ fills it with SpectralConv2d only
+        return cast("Iterable[SpectralConv2d]", self.layers)
+
     def forward(self, x: Tensor, weights: list[Tensor] | None = None) -> Tensor:
         if weights is None:
             weights = self.weights()
         h = x.reshape(x.shape[0], *self.shape)
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self._conv_layers()):
             h = layer.conv(h, weights[i])
             if i < len(self.acts):
                 h = self.acts[i](h)
@@ -515,7 +537,7 @@ class LipschitzConvNet(_LipschitzNet):
         kernel used (float64 DFT + SVD) times its margin, times the activations' constants."""
         with torch.no_grad():
             bound = 1.0
-            for layer, w in zip(self.layers, self.weights(), strict=True):
+            for layer, w in zip(self._conv_layers(), self.weights(), strict=True):
                 bound *= conv_norm_bound(w, layer.grid)
         return bound * self.act_lipschitz ** len(self.acts)
 

@@ -13,7 +13,8 @@ autograd.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeGuard, cast
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +23,16 @@ from torch.nn import functional as F
 from flowspec.runtime.nets import LipSwish
 
 if TYPE_CHECKING:
-    from flowspec.runtime.lipschitz_layers import LipschitzMLP
+    from flowspec.runtime.lipschitz_layers import LipschitzMLP, SpectralLinear
+
+
+def _all_lipswish(acts: list[nn.Module]) -> TypeGuard[list[LipSwish]]:
+    return all(isinstance(a, LipSwish) for a in acts)
+
+
+def _linear_layers(net: LipschitzMLP) -> Iterable[SpectralLinear]:
+    # nn.ModuleList yields nn.Module; LipschitzMLP fills it with SpectralLinear only
+    return cast("Iterable[SpectralLinear]", net.layers)
 
 
 def value_and_slope(act: nn.Module, h: Tensor) -> tuple[Tensor, Tensor]:
@@ -62,7 +72,7 @@ class Linearization:
         acts = list(net.acts)
         with torch.set_grad_enabled(graph and torch.is_grad_enabled()):
             h = x if graph else x.detach()
-            for i, layer in enumerate(net.layers):
+            for i, layer in enumerate(_linear_layers(net)):
                 self.inputs.append(h.detach())
                 h = F.linear(h, weights[i] if graph else self.weights[i], layer.bias)
                 if i < len(acts):
@@ -96,7 +106,7 @@ class Linearization:
         (m_i ⊙ t_i ⊙ ∂φ'/∂β) and through a_i (W_{i+1}ᵀ c_{i+1} ⊙ ∂φ/∂β), times dβ/d raw β.
         The double backward autograd would take, without its graph."""
         acts = list(self.net.acts)
-        if not all(isinstance(a, LipSwish) for a in acts):
+        if not _all_lipswish(acts):
             return None
         with torch.no_grad():
             ws, layers = self.weights, list(self.net.layers)
@@ -154,12 +164,13 @@ class Folded:
     ``silu`` per layer; the same function, to rounding."""
 
     def __init__(self, net: LipschitzMLP, weights: list[Tensor]) -> None:
-        acts = list(net.acts)
+        # built by folded(), which checks that every activation is a LipSwish
+        acts = cast("list[LipSwish]", list(net.acts))
         with torch.no_grad():
             betas = [a.beta().detach() for a in acts]
             self.layers: list[tuple[Tensor, Tensor]] = []
             last = len(weights) - 1
-            for i, (layer, w) in enumerate(zip(net.layers, weights, strict=True)):
+            for i, (layer, w) in enumerate(zip(_linear_layers(net), weights, strict=True)):
                 w, b = w.detach(), layer.bias.detach()
                 if i < len(betas):
                     w, b = w * betas[i], b * betas[i]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +20,7 @@ from flowspec.kinds.options import Choice
 from flowspec.kinds.words import FIXED_STEP_SOLVERS
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.nets import build_net
-from flowspec.runtime.ode_nets import DynamicsMLP, time_embedding
+from flowspec.runtime.ode_nets import ConcatTime, DynamicsMLP, FourierTime, time_embedding
 
 #: torchdiffeq's fixed-grid solvers; they take ``steps`` equal steps over [0, t]
 FIXED_GRID = frozenset(FIXED_STEP_SOLVERS)
@@ -66,7 +66,11 @@ class _Dynamics(nn.Module):
     """
 
     def __init__(
-        self, net: nn.Module, shape: tuple[int, ...], flat: bool, embed: nn.Module | None
+        self,
+        net: nn.Module,
+        shape: tuple[int, ...],
+        flat: bool,
+        embed: ConcatTime | FourierTime | None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -96,11 +100,13 @@ class _Dynamics(nn.Module):
         e = self.embed(t).to(x.dtype)
         k = e.shape[0]
         if self.fold:
-            first, d = self.net[0], self.features
+            # fold is set only for an nn.Sequential whose first layer is an nn.Linear
+            net = cast(nn.Sequential, self.net)
+            first, d = cast(nn.Linear, net[0]), self.features
             w = first.weight
             shift = w[:, d:] @ e if first.bias is None else torch.addmv(first.bias, w[:, d:], e)
             h = F.linear(x.reshape(b, d), w[:, :d], shift)
-            for layer in itertools.islice(self.net, 1, None):
+            for layer in itertools.islice(net, 1, None):
                 h = layer(h)
             return h.reshape(x.shape)
         if self.flat:
@@ -120,7 +126,9 @@ class _Dynamics(nn.Module):
         backward pass, than ``is_grads_batched``, than forward mode and than a loop of d
         VJPs (``benchmarks/bench_ode.py``); differentiable for training and the adjoint."""
         b, d = xi.shape[0], self.features
-        fx, vjp = torch.func.vjp(lambda v: self.velocity(t, v), xi)
+        # annotated as a 2- or 3-tuple (has_aux); without aux it is (f(x), vjp_fn)
+        pulled = torch.func.vjp(lambda v: self.velocity(t, v), xi)
+        fx, vjp = pulled[0], pulled[1]
         chunk = max(1, min(d, _CHUNK_ELEMENTS // max(1, b * d)))
         cot = torch.eye(d, dtype=xi.dtype, device=xi.device).unsqueeze(1).expand(d, b, d)
         (rows,) = torch.func.vmap(vjp, chunk_size=chunk)(cot.reshape(d, *fx.shape))
@@ -251,6 +259,9 @@ class ODE(Bijection):
         regularize: ``none`` | ``finlay(kinetic=λ_K, jacobian=λ_J)``.
         lipschitz: L, the certified bound of Lip_x f (``None``: unconstrained).
     """
+
+    _span: Tensor  # buffers: the integration interval [0, t₁] and its reverse
+    _back: Tensor
 
     def __init__(
         self,

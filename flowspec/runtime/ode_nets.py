@@ -18,6 +18,8 @@ less than 1 while its shift does not depend on x.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +50,8 @@ class FourierTime(nn.Module):
     """Fourier features of t: e(t) = [cos(πt), …, cos(Kπt), sin(πt), …, sin(Kπt)]
     (the frequencies of zuko's ``FFJTransform``)."""
 
+    freqs: Tensor  # a buffer: kπ for k = 1 … K
+
     def __init__(self, frequencies: int) -> None:
         super().__init__()
         self.features = 2 * int(frequencies)
@@ -59,7 +63,7 @@ class FourierTime(nn.Module):
         return torch.cat([angle.cos(), angle.sin()])
 
 
-def time_embedding(time: Choice | str) -> nn.Module:
+def time_embedding(time: Choice | str) -> ConcatTime | FourierTime:
     """The embedding of ``time=concat`` or ``time=fourier(features=K)``."""
     if _word(time) == "fourier":
         assert isinstance(time, Choice)
@@ -120,9 +124,10 @@ class DynamicsMLP(nn.Module):
         self.squash = _word(time) == "concatsquash"
         if self.squash:
             self.gates = nn.ModuleList(nn.Linear(1, w) for w in widths[1:])
-            self.shifts = nn.ModuleList(nn.Linear(1, w, bias=False) for w in widths[1:])
+            shifts = [nn.Linear(1, w, bias=False) for w in widths[1:]]
             if zero:
-                nn.init.zeros_(self.shifts[-1].weight)
+                nn.init.zeros_(shifts[-1].weight)
+            self.shifts = nn.ModuleList(shifts)
         else:
             self.embed = time_embedding(time)
             self.time = nn.Linear(self.embed.features, widths[1], bias=False)
@@ -150,9 +155,11 @@ class DynamicsMLP(nn.Module):
 
     def x_weights(self) -> list[Tensor]:
         """The weights acting on x as used in forward (certified ones normalised)."""
+        # nn.ModuleList yields nn.Module; __init__ fills it with these two kinds only
+        layers = cast("Iterable[SpectralLinear | nn.Linear]", self.layers)
         return [
             layer.normalized_weight() if isinstance(layer, SpectralLinear) else layer.weight
-            for layer in self.layers
+            for layer in layers
         ]
 
     def lipschitz_bound(self) -> float:

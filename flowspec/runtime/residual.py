@@ -44,7 +44,9 @@ class Estimator:
 
     @classmethod
     def of(cls, value: Choice | str) -> Estimator:
-        get = value.get if isinstance(value, Choice) else {}.get
+        def get(key: str, default: Any) -> Any:
+            return value.get(key, default) if isinstance(value, Choice) else default
+
         return cls(
             _word(value),
             int(get("terms", 5)),
@@ -148,6 +150,8 @@ class Residual(Bijection):
         name: how errors name the block (the code generator may set it).
     """
 
+    _eye: Tensor  # a buffer: the d×d identity
+
     def __init__(
         self,
         in_shapes: list[tuple[int, ...]],
@@ -181,8 +185,9 @@ class Residual(Bijection):
         zero_last = _word(net.get("init", "zero")) == "zero"
         self.g: LipschitzMLP | LipschitzConvNet
         if kind == "conv":
+            channels, height, width = shape  # [C, H, W], checked above
             self.g = LipschitzConvNet(
-                shape,
+                (channels, height, width),
                 int(net["hidden"]),
                 int(net.get("kernel", 3)),
                 int(net.get("depth", 2)),
@@ -412,7 +417,7 @@ class Residual(Bijection):
             return self._value_and_exact_series(x, weights, graph)
         hutchinson = not (slogdet or self.exact_trace)
         if hutchinson and isinstance(self.g, LipschitzMLP) and (self.neumann or not graph):
-            return self._value_and_ladj_closed_form(x, weights, graph, estimator)
+            return self._value_and_ladj_closed_form(self.g, x, weights, graph, estimator)
         # g runs once on k stacked copies of x: copy 0 gives y, the others carry the
         # probe vectors of the vector-Jacobian products (no Python loop over the batch)
         copies = d if slogdet or self.exact_trace else self.samples
@@ -431,7 +436,12 @@ class Residual(Bijection):
         return y, ladj
 
     def _value_and_ladj_closed_form(
-        self, x: Tensor, weights: list[Tensor], graph: bool, estimator: Estimator
+        self,
+        g: LipschitzMLP,
+        x: Tensor,
+        weights: list[Tensor],
+        graph: bool,
+        estimator: Estimator,
     ) -> tuple[Tensor, Tensor]:
         """The Hutchinson estimate when no graph goes through the power series (eval, or
         ``grad=neumann``): every (Jᵀ)^k v is a closed-form product of the MLP's factors
@@ -444,11 +454,11 @@ class Residual(Bijection):
             with torch.enable_grad():
                 xi = x if x.requires_grad else x.detach().requires_grad_(True)
                 xs = xi.expand(s, b, d).reshape(s * b, d)
-                lin = Linearization(self.g, xs, weights, graph=True)
+                lin = Linearization(g, xs, weights, graph=True)
                 y = xi + lin.value[:b]
             shape: tuple[int, ...] = (s * b, d)
         else:
-            lin = Linearization(self.g, x, weights)
+            lin = Linearization(g, x, weights)
             y = x + lin.value
             shape = (s, b, d)  # the probes of one sample broadcast against its factors
         if self.gaussian:
@@ -553,7 +563,7 @@ class Residual(Bijection):
         ladj = xs.new_zeros(s * b)
         q = torch.zeros_like(v) if neumann else None
         for k in range(1, n + 1):
-            if neumann:
+            if q is not None:  # neumann
                 q = q + (omega[k - 1] * k) * w
             (w,) = torch.autograd.grad(
                 gx, xs, w, create_graph=graph and not neumann, retain_graph=True

@@ -133,7 +133,10 @@ def _draw_latent(kind: str, shape: tuple[int, ...], gen: torch.Generator, dtype)
 def _inputs(module: Flow, fg: FlowGraph, b: int, seed: int, dtype) -> dict[str, Tensor]:
     """The flow's input (in its domain) and context, by tensor id."""
     gen = torch.Generator().manual_seed(seed)
-    shape = (b, *fg.tensors[fg.input].shape)
+    assert fg.input is not None  # a flow that checked has its input, of a known shape
+    in_shape = fg.tensors[fg.input].shape
+    assert in_shape is not None
+    shape = (b, *in_shape)
     if fg.direction == "generative":
         x = _draw_latent(module.latent, shape, gen, dtype)
     else:
@@ -153,7 +156,9 @@ def _inputs(module: Flow, fg: FlowGraph, b: int, seed: int, dtype) -> dict[str, 
             x = (lo + (hi - lo) * (0.05 + 0.9 * u)).to(dtype)
     values = {fg.input: x}
     if fg.context is not None:
-        ctx = (b, *fg.tensors[fg.context].shape)
+        ctx_shape = fg.tensors[fg.context].shape
+        assert ctx_shape is not None  # a flow that checked knows every tensor's shape
+        ctx = (b, *ctx_shape)
         values[fg.context] = torch.randn(ctx, generator=gen, dtype=torch.float64).to(dtype)
     return values
 
@@ -192,7 +197,11 @@ def _bias(block: Any, opts: dict[str, Any]) -> float:
     """The proven truncation bias of a ``series`` estimator (0 for unbiased ones), of the
     eval-mode estimator, which verify runs."""
     estimator = getattr(block, "eval_estimator", None)
-    if getattr(estimator, "kind", None) == "series" and hasattr(block, "series_tail_bound"):
+    if (
+        estimator is not None
+        and getattr(estimator, "kind", None) == "series"
+        and hasattr(block, "series_tail_bound")
+    ):
         return float(block.series_tail_bound(estimator.terms))
     return 0.0
 
@@ -335,8 +344,8 @@ def verify(
         raise ValueError(f"verify: draws must be in 10 … 100,000, got {draws}")
     start = time.perf_counter()
     given = isinstance(spec_or_flow, Flow)
-    if given:
-        module: Flow = spec_or_flow
+    if isinstance(spec_or_flow, Flow):  # given
+        module = spec_or_flow
         fg = _graph_of(module, spec)
         old_dtype, was_training = module._probe.dtype, module.training
         module.to(dtype)
@@ -436,7 +445,13 @@ def _nfe(
 
 
 def _features(node: Node) -> int:
+    assert node.in_shapes is not None  # every block of a flow that checked has its shapes
     return sum(math.prod(s) for s in node.in_shapes[: len(node.inputs)])
+
+
+def _options(node: Node) -> dict[str, Any]:
+    assert node.options is not None  # every block of a flow that checked has its options
+    return node.options
 
 
 def _whole(module: Flow, fg: FlowGraph, values: dict[str, Tensor], dtype, draws) -> BlockReport:
@@ -444,19 +459,24 @@ def _whole(module: Flow, fg: FlowGraph, values: dict[str, Tensor], dtype, draws)
     from flowspec.checks.lipschitz import lipschitz_bound
 
     generative = fg.direction == "generative"
-    x = values[fg.outputs[0]] if generative else values[fg.input]
+    if generative:
+        x = values[fg.outputs[0]]
+    else:
+        assert fg.input is not None  # a flow that checked has its input
+        x = values[fg.input]
     ctx = values.get(fg.context) if fg.context is not None else None
     kw = {} if ctx is None else {"context": ctx}
     blocks = fg.blocks()
     kinds = [REGISTRY[n.kind] for n in blocks]
+    opts = [_options(n) for n in blocks]
     tau = T.base(dtype)
-    tol = max([tau] + [T.inverse_tolerance(k, n.options, dtype) for k, n in zip(kinds, blocks)])
-    integrated = any(k.inverse_class(n.options) == "integrated" for k, n in zip(kinds, blocks))
-    stochastic = any(k.logdet_class(n.options) == "stochastic" for k, n in zip(kinds, blocks))
+    tol = max([tau] + [T.inverse_tolerance(k, o, dtype) for k, o in zip(kinds, opts)])
+    integrated = any(k.inverse_class(o) == "integrated" for k, o in zip(kinds, opts))
+    stochastic = any(k.logdet_class(o) == "stochastic" for k, o in zip(kinds, opts))
     bias = sum(
-        _bias(getattr(module, f"b{i}"), n.options)
-        for i, (k, n) in enumerate(zip(kinds, blocks))
-        if k.logdet_class(n.options) == "stochastic"
+        _bias(getattr(module, f"b{i}"), o)
+        for i, (k, o) in enumerate(zip(kinds, opts))
+        if k.logdet_class(o) == "stochastic"
     )
     d = math.prod(x.shape[1:])
     ref = module if dtype == torch.float64 else copy.deepcopy(module).double()
