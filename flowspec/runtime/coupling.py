@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from flowspec.kinds import masks
 from flowspec.kinds.options import Choice
-from flowspec.runtime.base import Bijection
+from flowspec.runtime.base import Bijection, VolumePreserving
 from flowspec.runtime.nets import build_net
 
 #: ``scale=softclamp`` bounds the log-scale to (−c, c) with log s = c·tanh(h / c).
@@ -166,7 +166,7 @@ def _as_slice(rows: range | list[int]) -> slice:
     return s
 
 
-class AdditiveCoupling(Coupling):
+class AdditiveCoupling(Coupling, VolumePreserving):
     """NICE additive coupling: y_a = x_a, y_b = x_b + t(x_a); volume preserving.
 
     Math: ladj = 0; inverse x_b = y_b − t(y_a).
@@ -204,12 +204,6 @@ class AdditiveCoupling(Coupling):
     def inverse_transform(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
         y_a, y_b = self.split(y)
         return self.merge(y_a, y_b - self._shift(y_a, cond))
-
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.transform(x, cond), x.new_zeros(x.shape[0])
-
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.inverse_transform(y, cond), y.new_zeros(y.shape[0])
 
 
 def _log_scale_exp(h: Tensor) -> Tensor:
