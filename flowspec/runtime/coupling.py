@@ -41,7 +41,16 @@ class Coupling(Bijection):
     """Shared machinery of the coupling kinds: the mask split and the conditioner.
 
     ``params`` is P, the number of conditioner outputs per transformed element.
-    Subclasses implement the elementwise map of x_b.
+    Subclasses implement the elementwise map of x_b: they take their own options and
+    pass the rest here with their P; options no coupling reads are ignored.
+
+    Args:
+        in_shapes: ``[shape]`` of the one consumed tensor.
+        net: the conditioner's resolved spec (``Choice('mlp', ...)``, ``conv``, ``resnet``).
+        mask, flip: which features condition and which are transformed
+            (:func:`flowspec.kinds.masks.transformed_indices`).
+        cond: shape of the conditioning tensor (read by the conditioner), or None.
+        params: P.
     """
 
     # checkerboard masks, registered as buffers for that mask only
@@ -58,6 +67,7 @@ class Coupling(Bijection):
         flip: bool = False,
         cond: tuple[int, ...] | None = None,
         params: int = 1,
+        **options: Any,
     ) -> None:
         super().__init__(in_shapes)
         shape = self.in_shapes[0]
@@ -175,23 +185,8 @@ class AdditiveCoupling(Coupling, VolumePreserving):
     Estimation, arXiv:1410.8516.
 
     Args:
-        in_shapes: ``[shape]`` of the one consumed tensor.
-        net: the conditioner's resolved spec (``Choice('mlp', ...)``, ``conv``, ``resnet``).
-        mask, flip: which features condition and which are transformed.
-        cond: shape of the conditioning tensor, or None.
+        in_shapes, net, mask, flip, cond: as for :class:`Coupling`.
     """
-
-    def __init__(
-        self,
-        in_shapes: list[tuple[int, ...]],
-        *,
-        net: Choice,
-        mask: Choice | str = "half",
-        flip: bool = False,
-        cond: tuple[int, ...] | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(in_shapes, net=net, mask=mask, flip=flip, cond=cond, params=1)
 
     def _shift(self, x_a: Tensor, cond: Tensor | None) -> Tensor:
         (t,) = self.chunks_of(x_a, cond)
@@ -248,25 +243,18 @@ class AffineCoupling(Coupling):
     Convolutions, arXiv:1807.03039.
 
     Args:
-        in_shapes: ``[shape]`` of the one consumed tensor.
-        net: the conditioner's resolved spec (``Choice('mlp', ...)``, ``conv``, ``resnet``).
-        mask, flip: which features condition and which are transformed.
+        in_shapes, net, mask, flip, cond: as for :class:`Coupling`.
         scale: ``exp``, ``sigmoid`` or ``softclamp``.
-        cond: shape of the conditioning tensor, or None.
     """
 
     def __init__(
         self,
         in_shapes: list[tuple[int, ...]],
         *,
-        net: Choice,
-        mask: Choice | str = "half",
-        flip: bool = False,
         scale: Choice | str = "softclamp",
-        cond: tuple[int, ...] | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(in_shapes, net=net, mask=mask, flip=flip, cond=cond, params=2)
+        super().__init__(in_shapes, params=2, **options)
         self.scale = _word(scale)
         self._log_scale = _LOG_SCALES[self.scale]
 
