@@ -61,6 +61,26 @@ def zero_ladj(x: Tensor) -> Tensor:
     return x.new_zeros(x.shape[0])
 
 
+class VolumePreserving(Bijection):
+    """Base class of the blocks with ladj = 0 (rearrangements, NICE's additive coupling).
+
+    Subclasses implement ``transform`` and ``inverse_transform``; ``forward`` and
+    ``inverse`` return those values with :func:`zero_ladj` of the first argument.
+    """
+
+    def forward(self, *xs: Any, **cond: Any) -> Any:
+        return self.transform(*xs, **cond), zero_ladj(xs[0])
+
+    def inverse(self, *ys: Any, **cond: Any) -> Any:
+        return self.inverse_transform(*ys, **cond), zero_ladj(ys[0])
+
+    def transform(self, *xs: Any, **cond: Any) -> Any:
+        raise NotImplementedError
+
+    def inverse_transform(self, *ys: Any, **cond: Any) -> Any:
+        raise NotImplementedError
+
+
 def sum_except_batch(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1).sum(dim=1)
 
@@ -73,4 +93,11 @@ def load_runtime(path: str) -> type[Bijection]:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["Bijection", "load_runtime", "sum_except_batch", "torch", "zero_ladj"]
+__all__ = [
+    "Bijection",
+    "VolumePreserving",
+    "load_runtime",
+    "sum_except_batch",
+    "torch",
+    "zero_ladj",
+]

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from flowspec.kinds import masks
 from flowspec.kinds.options import Choice
-from flowspec.runtime.base import Bijection
+from flowspec.runtime.base import Bijection, VolumePreserving
 from flowspec.runtime.nets import build_net
 
 #: ``scale=softclamp`` bounds the log-scale to (−c, c) with log s = c·tanh(h / c).
@@ -41,7 +41,16 @@ class Coupling(Bijection):
     """Shared machinery of the coupling kinds: the mask split and the conditioner.
 
     ``params`` is P, the number of conditioner outputs per transformed element.
-    Subclasses implement the elementwise map of x_b.
+    Subclasses implement the elementwise map of x_b: they take their own options and
+    pass the rest here with their P; options no coupling reads are ignored.
+
+    Args:
+        in_shapes: ``[shape]`` of the one consumed tensor.
+        net: the conditioner's resolved spec (``Choice('mlp', ...)``, ``conv``, ``resnet``).
+        mask, flip: which features condition and which are transformed
+            (:func:`flowspec.kinds.masks.transformed_indices`).
+        cond: shape of the conditioning tensor (read by the conditioner), or None.
+        params: P.
     """
 
     # checkerboard masks, registered as buffers for that mask only
@@ -58,6 +67,7 @@ class Coupling(Bijection):
         flip: bool = False,
         cond: tuple[int, ...] | None = None,
         params: int = 1,
+        **options: Any,
     ) -> None:
         super().__init__(in_shapes)
         shape = self.in_shapes[0]
@@ -166,7 +176,7 @@ def _as_slice(rows: range | list[int]) -> slice:
     return s
 
 
-class AdditiveCoupling(Coupling):
+class AdditiveCoupling(Coupling, VolumePreserving):
     """NICE additive coupling: y_a = x_a, y_b = x_b + t(x_a); volume preserving.
 
     Math: ladj = 0; inverse x_b = y_b − t(y_a).
@@ -175,23 +185,8 @@ class AdditiveCoupling(Coupling):
     Estimation, arXiv:1410.8516.
 
     Args:
-        in_shapes: ``[shape]`` of the one consumed tensor.
-        net: the conditioner's resolved spec (``Choice('mlp', ...)``, ``conv``, ``resnet``).
-        mask, flip: which features condition and which are transformed.
-        cond: shape of the conditioning tensor, or None.
+        in_shapes, net, mask, flip, cond: as for :class:`Coupling`.
     """
-
-    def __init__(
-        self,
-        in_shapes: list[tuple[int, ...]],
-        *,
-        net: Choice,
-        mask: Choice | str = "half",
-        flip: bool = False,
-        cond: tuple[int, ...] | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(in_shapes, net=net, mask=mask, flip=flip, cond=cond, params=1)
 
     def _shift(self, x_a: Tensor, cond: Tensor | None) -> Tensor:
         (t,) = self.chunks_of(x_a, cond)
@@ -204,12 +199,6 @@ class AdditiveCoupling(Coupling):
     def inverse_transform(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
         y_a, y_b = self.split(y)
         return self.merge(y_a, y_b - self._shift(y_a, cond))
-
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.transform(x, cond), x.new_zeros(x.shape[0])
-
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.inverse_transform(y, cond), y.new_zeros(y.shape[0])
 
 
 def _log_scale_exp(h: Tensor) -> Tensor:
@@ -254,25 +243,18 @@ class AffineCoupling(Coupling):
     Convolutions, arXiv:1807.03039.
 
     Args:
-        in_shapes: ``[shape]`` of the one consumed tensor.
-        net: the conditioner's resolved spec (``Choice('mlp', ...)``, ``conv``, ``resnet``).
-        mask, flip: which features condition and which are transformed.
+        in_shapes, net, mask, flip, cond: as for :class:`Coupling`.
         scale: ``exp``, ``sigmoid`` or ``softclamp``.
-        cond: shape of the conditioning tensor, or None.
     """
 
     def __init__(
         self,
         in_shapes: list[tuple[int, ...]],
         *,
-        net: Choice,
-        mask: Choice | str = "half",
-        flip: bool = False,
         scale: Choice | str = "softclamp",
-        cond: tuple[int, ...] | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(in_shapes, net=net, mask=mask, flip=flip, cond=cond, params=2)
+        super().__init__(in_shapes, params=2, **options)
         self.scale = _word(scale)
         self._log_scale = _LOG_SCALES[self.scale]
 

@@ -19,7 +19,28 @@ from flowspec.runtime.nets import build_net
 from flowspec.runtime.validate import check_interval, domain_checks_on
 
 
-class Affine(Bijection):
+def _per_sample(total: Tensor, n: int) -> Tensor:
+    """A 0-d log-det ``total`` (the same for every sample) as a batch of ``n``."""
+    return total.expand(n).clone()
+
+
+class _LearnedScale(Bijection):
+    """Shared by :class:`Affine` and :class:`Scale`: a learned log-scale s of the full
+    per-sample shape, starting at 0, so ladj = Σ s for every sample (−Σ s inverse).
+    Subclasses implement ``transform`` and ``inverse_transform``."""
+
+    def __init__(self, in_shapes: list[tuple[int, ...]]) -> None:
+        super().__init__(in_shapes)
+        self.log_scale = nn.Parameter(torch.zeros(self.in_shapes[0]))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.transform(x), _per_sample(self.log_scale.sum(), x.shape[0])
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self.inverse_transform(y), _per_sample(-self.log_scale.sum(), y.shape[0])
+
+
+class Affine(_LearnedScale):
     """A learned elementwise scale and shift: ``y = x·exp(s) + t``.
 
     s and t have the full per-sample shape and start at 0 (the identity).
@@ -31,14 +52,7 @@ class Affine(Bijection):
 
     def __init__(self, in_shapes: list[tuple[int, ...]]) -> None:
         super().__init__(in_shapes)
-        self.log_scale = nn.Parameter(torch.zeros(self.in_shapes[0]))
         self.shift = nn.Parameter(torch.zeros(self.in_shapes[0]))
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.transform(x), self.log_scale.sum().expand(x.shape[0]).clone()
-
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return self.inverse_transform(y), (-self.log_scale.sum()).expand(y.shape[0]).clone()
 
     def transform(self, x: Tensor) -> Tensor:
         return torch.addcmul(self.shift, x, self.log_scale.exp())
@@ -47,7 +61,7 @@ class Affine(Bijection):
         return (y - self.shift) * torch.exp(-self.log_scale)
 
 
-class Scale(Bijection):
+class Scale(_LearnedScale):
     """A learned elementwise scale, NICE's diagonal scaling layer: ``z = x·exp(s)``.
 
     s is a per-feature log-scale of the full per-sample shape, starting at 0 (the
@@ -58,16 +72,6 @@ class Scale(Bijection):
     Args:
         in_shapes: ``[shape]``; s has this shape.
     """
-
-    def __init__(self, in_shapes: list[tuple[int, ...]]) -> None:
-        super().__init__(in_shapes)
-        self.log_scale = nn.Parameter(torch.zeros(self.in_shapes[0]))
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.transform(x), self.log_scale.sum().expand(x.shape[0]).clone()
-
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return self.inverse_transform(y), (-self.log_scale.sum()).expand(y.shape[0]).clone()
 
     def transform(self, x: Tensor) -> Tensor:
         return x * self.log_scale.exp()
@@ -136,7 +140,7 @@ class Gaussianize(Bijection):
 
     def _ladj(self, log_scale: Tensor, n: int) -> Tensor:
         if log_scale.dim() == len(self.in_shapes[0]):  # per-feature parameters
-            return (-log_scale.sum()).expand(n).clone()
+            return _per_sample(-log_scale.sum(), n)
         return -sum_except_batch(log_scale)
 
     def forward(self, z: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from flowspec.runtime.base import Bijection, zero_ladj
+from flowspec.runtime.base import VolumePreserving
 
 
 def _axis(dim: int, shape: tuple[int, ...]) -> int:
@@ -21,7 +21,7 @@ def _axis(dim: int, shape: tuple[int, ...]) -> int:
     return dim % len(shape) + 1
 
 
-class Split(Bijection):
+class Split(VolumePreserving):
     """Split one tensor into several along an axis.
 
     ``y_k = x[o_k : o_k + s_k]`` along ``dim``, with ``o_k = s_0 + … + s_{k−1}``;
@@ -43,12 +43,6 @@ class Split(Bijection):
         n = shape[self.dim - 1]
         self.sizes = list(sizes) if sizes is not None else [n // 2, n - n // 2]
 
-    def forward(self, x: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
-        return x.split(self.sizes, self.dim), zero_ladj(x)
-
-    def inverse(self, *ys: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.cat(ys, self.dim), zero_ladj(ys[0])
-
     def transform(self, x: Tensor) -> tuple[Tensor, ...]:
         return x.split(self.sizes, self.dim)
 
@@ -59,7 +53,7 @@ class Split(Bijection):
         return f"sizes={self.sizes}, dim={self.dim - 1}"
 
 
-class Concat(Bijection):
+class Concat(VolumePreserving):
     """Concatenate several tensors along an axis; the inverse of :class:`Split`.
 
     ``y = [x_0; x_1; …]`` along ``dim``.  ladj = 0; the inverse returns a tuple of views.
@@ -73,12 +67,6 @@ class Concat(Bijection):
         super().__init__(in_shapes)
         self.dim = _axis(dim, self.in_shapes[0])
         self.sizes = [s[self.dim - 1] for s in self.in_shapes]
-
-    def forward(self, *xs: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.cat(xs, self.dim), zero_ladj(xs[0])
-
-    def inverse(self, y: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
-        return y.split(self.sizes, self.dim), zero_ladj(y)
 
     def transform(self, *xs: Tensor) -> Tensor:
         return torch.cat(xs, self.dim)
@@ -104,7 +92,18 @@ def _depth_to_space(x: Tensor, f: int) -> Tensor:
     return x.permute(0, 1, 4, 2, 5, 3).reshape(b, c // (f * f), h * f, w * f)
 
 
-class Squeeze(Bijection):
+class _Patches(VolumePreserving):
+    """Shared by :class:`Squeeze` and :class:`Unsqueeze`: the patch size ``factor``."""
+
+    def __init__(self, in_shapes: list[tuple[int, ...]], factor: int = 2) -> None:
+        super().__init__(in_shapes)
+        self.factor = factor
+
+    def extra_repr(self) -> str:
+        return f"in_shapes={self.in_shapes}, factor={self.factor}"
+
+
+class Squeeze(_Patches):
     """Trade space for channels: ``[C, H, W] → [C·f², H/f, W/f]``.
 
     ``y[c·f² + i·f + j, v, u] = x[c, v·f + i, u·f + j]`` for ``0 ≤ i, j < f``: each
@@ -116,27 +115,14 @@ class Squeeze(Bijection):
         factor: the patch size f.
     """
 
-    def __init__(self, in_shapes: list[tuple[int, ...]], factor: int = 2) -> None:
-        super().__init__(in_shapes)
-        self.factor = factor
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return _space_to_depth(x, self.factor), zero_ladj(x)
-
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return _depth_to_space(y, self.factor), zero_ladj(y)
-
     def transform(self, x: Tensor) -> Tensor:
         return _space_to_depth(x, self.factor)
 
     def inverse_transform(self, y: Tensor) -> Tensor:
         return _depth_to_space(y, self.factor)
 
-    def extra_repr(self) -> str:
-        return f"in_shapes={self.in_shapes}, factor={self.factor}"
 
-
-class Unsqueeze(Bijection):
+class Unsqueeze(_Patches):
     """Trade channels for space: ``[C, H, W] → [C/f², H·f, W·f]``, the inverse of squeeze.
 
     ``y[c, v·f + i, u·f + j] = x[c·f² + i·f + j, v, u]``.  ladj = 0.
@@ -146,27 +132,14 @@ class Unsqueeze(Bijection):
         factor: the patch size f.
     """
 
-    def __init__(self, in_shapes: list[tuple[int, ...]], factor: int = 2) -> None:
-        super().__init__(in_shapes)
-        self.factor = factor
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return _depth_to_space(x, self.factor), zero_ladj(x)
-
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return _space_to_depth(y, self.factor), zero_ladj(y)
-
     def transform(self, x: Tensor) -> Tensor:
         return _depth_to_space(x, self.factor)
 
     def inverse_transform(self, y: Tensor) -> Tensor:
         return _space_to_depth(y, self.factor)
 
-    def extra_repr(self) -> str:
-        return f"in_shapes={self.in_shapes}, factor={self.factor}"
 
-
-class Reshape(Bijection):
+class Reshape(VolumePreserving):
     """Reshape the per-sample tensor, row-major: ``y = x.reshape(B, *shape)``.
 
     ``shape`` may hold one −1, resolved against the input shape at construction.
@@ -184,12 +157,6 @@ class Reshape(Bijection):
             known = math.prod(t for t in target if t != -1)
             target[target.index(-1)] = math.prod(self.in_shapes[0]) // known
         self.out_shape = tuple(target)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return x.reshape(x.shape[0], *self.out_shape), zero_ladj(x)
-
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return y.reshape(y.shape[0], *self.in_shapes[0]), zero_ladj(y)
 
     def transform(self, x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], *self.out_shape)

@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from flowspec.kinds.options import Choice
 from flowspec.runtime.coupling import Coupling
 
 #: Smallest bin width and height as a fraction of the interval, and the smallest knot
@@ -171,32 +170,22 @@ class SplineCoupling(Coupling):
     arXiv:1906.04032.
 
     Args:
-        in_shapes: ``[shape]`` of the one consumed tensor.
-        net: the conditioner's resolved spec (``Choice('mlp', ...)``, ``conv``, ``resnet``).
-        mask, flip: which features condition and which are transformed
-            (:func:`flowspec.kinds.masks.transformed_indices`).
+        in_shapes, net, mask, flip, cond: as for :class:`~flowspec.runtime.coupling.Coupling`.
         bins: number of spline bins.
         bound: the spline acts on ``[-bound, bound]``.
-        cond: shape of the conditioning tensor (read by the conditioner), or None.
     """
 
     def __init__(
         self,
         in_shapes: list[tuple[int, ...]],
         *,
-        net: Choice,
-        mask: Choice | str = "half",
-        flip: bool = False,
         bins: int = 8,
         bound: float = 3.0,
-        cond: tuple[int, ...] | None = None,
         **options: Any,
     ) -> None:
         self.bins = int(bins)
         self.bound = float(bound)
-        super().__init__(
-            in_shapes, net=net, mask=mask, flip=flip, cond=cond, params=spline_params(bins)
-        )
+        super().__init__(in_shapes, params=spline_params(bins), **options)
 
     def _spline(self, x_b: Tensor, h: Tensor, inverse: bool, need_ladj: bool):
         k = self.bins
