@@ -110,6 +110,12 @@ class Choice:
         return f"{self.kind}({args})"
 
 
+def word(value: Choice | str) -> str:
+    """The word of an option that is either a :class:`Choice` or a bare word
+    (``Choice('half')`` → ``half``); the runtime reads enum options this way."""
+    return value.kind if isinstance(value, Choice) else str(value)
+
+
 @dataclass(frozen=True)
 class Raw:
     """An unresolved ``kind(key=value, ...)`` value, as lowering evaluated it."""

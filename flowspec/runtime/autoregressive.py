@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from flowspec.kinds import masks
-from flowspec.kinds.options import Choice
+from flowspec.kinds.options import Choice, word
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.nets import make_activation
 from flowspec.runtime.spline import rational_quadratic_spline, spline_params
@@ -26,17 +26,13 @@ from flowspec.runtime.spline import rational_quadratic_spline, spline_params
 LOG_SCALE_BOUND = 3.0
 
 
-def _word(value: Choice | str) -> str:
-    return value.kind if isinstance(value, Choice) else str(value)
-
-
 def order_degrees(order: Choice | str, d: int) -> list[int]:
     """MADE degree (1..d) of each feature: feature ``o[k]`` is the k-th of the order.
 
     ``natural``: 0, 1, …, d−1; ``reverse``: d−1, …, 0; ``random(seed)``:
     :func:`flowspec.kinds.masks.random_order`.
     """
-    kind = _word(order)
+    kind = word(order)
     if kind == "natural":
         seq = list(range(d))
     elif kind == "reverse":

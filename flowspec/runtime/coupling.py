@@ -25,16 +25,12 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from flowspec.kinds import masks
-from flowspec.kinds.options import Choice
+from flowspec.kinds.options import Choice, word
 from flowspec.runtime.base import Bijection, VolumePreserving
 from flowspec.runtime.nets import build_net
 
 #: ``scale=softclamp`` bounds the log-scale to (−c, c) with log s = c·tanh(h / c).
 SOFTCLAMP = 2.0
-
-
-def _word(value: Choice | str) -> str:
-    return value.kind if isinstance(value, Choice) else str(value)
 
 
 class Coupling(Bijection):
@@ -71,7 +67,7 @@ class Coupling(Bijection):
     ) -> None:
         super().__init__(in_shapes)
         shape = self.in_shapes[0]
-        self.mask = _word(mask)
+        self.mask = word(mask)
         self.flip = bool(flip)
         self.cond_shape = None if cond is None else tuple(cond)
         self.feature_dims = tuple(range(1, len(shape) + 1))
@@ -255,7 +251,7 @@ class AffineCoupling(Coupling):
         **options: Any,
     ) -> None:
         super().__init__(in_shapes, params=2, **options)
-        self.scale = _word(scale)
+        self.scale = word(scale)
         self._log_scale = _LOG_SCALES[self.scale]
 
     def _log_scale_shift(self, x_a: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchdiffeq import odeint, odeint_adjoint
 
-from flowspec.kinds.options import Choice
+from flowspec.kinds.options import Choice, word
 from flowspec.kinds.words import FIXED_STEP_SOLVERS
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.nets import build_net
@@ -26,10 +26,6 @@ from flowspec.runtime.ode_nets import ConcatTime, DynamicsMLP, FourierTime, time
 FIXED_GRID = frozenset(FIXED_STEP_SOLVERS)
 #: elements (probe copies × batch × features) of one chunk of the exact trace's probes
 _CHUNK_ELEMENTS = 1 << 22
-
-
-def _word(value: Choice | str) -> str:
-    return value.kind if isinstance(value, Choice) else str(value)
 
 
 class _UniformGrid:
@@ -282,7 +278,7 @@ class ODE(Bijection):
         super().__init__(in_shapes)
         (shape,) = self.in_shapes
         d = math.prod(shape)
-        flat = _word(net) == "mlp"
+        flat = word(net) == "mlp"
         self.time = time if isinstance(time, Choice) else Choice(str(time))
         self.lipschitz = None if lipschitz is None else float(lipschitz)
         if flat and (self.lipschitz is not None or self.time.kind == "concatsquash"):
@@ -294,7 +290,7 @@ class ODE(Bijection):
             embed = None
         elif self.lipschitz is not None or self.time.kind == "concatsquash":
             raise ValueError(
-                f"time={self.time.kind} and lipschitz= need net=mlp, got net={_word(net)}"
+                f"time={self.time.kind} and lipschitz= need net=mlp, got net={word(net)}"
             )
         else:
             embed = time_embedding(self.time)
@@ -304,7 +300,7 @@ class ODE(Bijection):
             else:
                 if len(shape) != 3:
                     raise ValueError(
-                        f"net={_word(net)} needs a [C, H, W] tensor, got {list(shape)}"
+                        f"net={word(net)} needs a [C, H, W] tensor, got {list(shape)}"
                     )
                 f = build_net(net, (shape[0] + k, *shape[1:]), shape)
         self.dynamics = _Dynamics(f, shape, flat, embed)
@@ -317,17 +313,17 @@ class ODE(Bijection):
         self.kinetic_energy: Tensor | None = None
         self.jacobian_norm: Tensor | None = None
         self.t1 = float(t)
-        self.method = _word(solver)
+        self.method = word(solver)
         self.rtol, self.atol = float(rtol), float(atol)
         self.steps = int(steps)
         if self.method in FIXED_GRID:
             self.options: dict[str, Any] | None = {"grid_constructor": _UniformGrid(self.steps)}
         else:
             self.options = {"norm": _step_norm}
-        self.exact_trace = _word(trace) == "exact"
+        self.exact_trace = word(trace) == "exact"
         self.samples = int(trace.get("samples", 1)) if isinstance(trace, Choice) else 1
         noise = trace.get("noise", "rademacher") if isinstance(trace, Choice) else "rademacher"
-        self.gaussian = _word(noise) == "gaussian"
+        self.gaussian = word(noise) == "gaussian"
         self.adjoint = bool(adjoint)
         #: exact evaluation switch, set by ``flowspec.exact(flow)``
         self.exact_eval = False

@@ -24,17 +24,13 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from flowspec.kinds.options import Choice
+from flowspec.kinds.options import Choice, word
 from flowspec.runtime.lipschitz_layers import SVD_MARGIN, SpectralLinear, activation_lipschitz
 from flowspec.runtime.lipschitz_layers import sigma_max as _sigma_max
 from flowspec.runtime.nets import make_activation
 
 #: the layers' share of L is rounded down by this much, so c^n·Lip(a)^m ≤ L in floats too
 _SHARE_MARGIN = 1e-12
-
-
-def _word(value: Choice | str) -> str:
-    return value.kind if isinstance(value, Choice) else str(value)
 
 
 class ConcatTime(nn.Module):
@@ -65,7 +61,7 @@ class FourierTime(nn.Module):
 
 def time_embedding(time: Choice | str) -> ConcatTime | FourierTime:
     """The embedding of ``time=concat`` or ``time=fourier(features=K)``."""
-    if _word(time) == "fourier":
+    if word(time) == "fourier":
         assert isinstance(time, Choice)
         return FourierTime(int(time.get("features", 3)))
     return ConcatTime()
@@ -101,7 +97,7 @@ class DynamicsMLP(nn.Module):
         super().__init__()
         widths = [features, *hidden, features]
         n = len(widths) - 1
-        zero = _word(init) == "zero"
+        zero = word(init) == "zero"
         self.act_lipschitz = activation_lipschitz(act)
         self.lipschitz = None if lipschitz is None else float(lipschitz)
         layers: list[nn.Module] = []
@@ -121,7 +117,7 @@ class DynamicsMLP(nn.Module):
                 layers.append(layer)
         self.layers = nn.ModuleList(layers)
         self.acts = nn.ModuleList(make_activation(act) for _ in hidden)
-        self.squash = _word(time) == "concatsquash"
+        self.squash = word(time) == "concatsquash"
         if self.squash:
             self.gates = nn.ModuleList(nn.Linear(1, w) for w in widths[1:])
             shifts = [nn.Linear(1, w, bias=False) for w in widths[1:]]

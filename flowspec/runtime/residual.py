@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from flowspec.kinds.options import Choice
+from flowspec.kinds.options import Choice, word
 from flowspec.kinds.residual import iterations_for
 from flowspec.runtime.base import Bijection
 from flowspec.runtime.lipschitz_layers import LipschitzConvNet, LipschitzMLP
@@ -27,10 +27,6 @@ from flowspec.runtime.residual_neumann import NeumannInForward
 EXACT_MAX_FEATURES = 256
 #: elements (probe copies × batch × features) of one chunk of exact-trace probes
 _CHUNK_ELEMENTS = 1 << 22
-
-
-def _word(value: Choice | str) -> str:
-    return value.kind if isinstance(value, Choice) else str(value)
 
 
 @dataclass(frozen=True)
@@ -48,7 +44,7 @@ class Estimator:
             return value.get(key, default) if isinstance(value, Choice) else default
 
         return cls(
-            _word(value),
+            word(value),
             int(get("terms", 5)),
             float(get("p", 0.5)),
             int(get("exact_terms", 0)),
@@ -169,7 +165,7 @@ class Residual(Bijection):
     ) -> None:
         super().__init__(in_shapes)
         (shape,) = self.in_shapes
-        kind = _word(net)
+        kind = word(net)
         if kind not in ("mlp", "conv"):
             raise ValueError(
                 f"residual supports net=mlp or net=conv, got net={kind}: a certified "
@@ -182,7 +178,7 @@ class Residual(Bijection):
             raise ValueError(f"residual needs 0 < lipschitz < 1, got {lipschitz}")
         self.features = math.prod(shape)
         self.lipschitz = float(lipschitz)
-        zero_last = _word(net.get("init", "zero")) == "zero"
+        zero_last = word(net.get("init", "zero")) == "zero"
         self.g: LipschitzMLP | LipschitzConvNet
         if kind == "conv":
             channels, height, width = shape  # [C, H, W], checked above
@@ -201,7 +197,7 @@ class Residual(Bijection):
             )
         if self.g.act_lipschitz > 1.0:
             raise ValueError(
-                f"residual needs a 1-Lipschitz activation, got {_word(act)} "
+                f"residual needs a 1-Lipschitz activation, got {word(act)} "
                 f"(Lipschitz constant {self.g.act_lipschitz:g})"
             )
         self.name = name or f"residual(x: {list(shape)})"
@@ -209,13 +205,13 @@ class Residual(Bijection):
         #: the log-det estimators of training and of eval mode (``eval_logdet``)
         self.train_estimator = Estimator.of(logdet)
         self.eval_estimator = (
-            self.train_estimator if _word(eval_logdet) == "same" else Estimator.of(eval_logdet)
+            self.train_estimator if word(eval_logdet) == "same" else Estimator.of(eval_logdet)
         )
-        self.exact_trace = _word(trace) == "exact"
+        self.exact_trace = word(trace) == "exact"
         self.samples = int(trace.get("samples", 1)) if isinstance(trace, Choice) else 1
         noise = trace.get("noise", "rademacher") if isinstance(trace, Choice) else "rademacher"
-        self.gaussian = _word(noise) == "gaussian"
-        self.neumann = _word(grad) == "neumann"
+        self.gaussian = word(noise) == "gaussian"
+        self.neumann = word(grad) == "neumann"
         self.tol = float(inverse.get("tol", 1e-6)) if isinstance(inverse, Choice) else 1e-6
         self.max_iter = int(inverse.get("max_iter", 200)) if isinstance(inverse, Choice) else 200
         if int(eval_terms) < 1:
