@@ -323,7 +323,13 @@ def assert_correct_bijection(text: str, planar: bool) -> None:
         x_back, ladj_inv = flow.inverse(z)
         # planar's inverse solves a 1-D root finding problem, to its tolerance
         tol = 1e-6 if planar else 1e-7
-        assert (x_back - x).abs().max() < tol, (x_back - x).abs().max()
+        # the inverse may amplify rounding by up to 1/|det J| (twelve leaky_relus of slope
+        # 0.1 contract a negative input by 1e-12): the error in x is allowed that much,
+        # sample by sample, and the forward of the round trip must land on z regardless
+        allowed = tol * torch.exp((-ladj).clamp(min=0.0))
+        error = (x_back - x).abs().flatten(1).max(dim=1).values
+        assert (error < allowed).all(), (error, allowed)
+        assert (flow.transform(x_back) - z).abs().max() < tol
         assert (ladj_inv + ladj).abs().max() < 1e-6, (ladj_inv + ladj).abs().max()
 
         assert (flow.transform(x) - z).abs().max() < 1e-10

@@ -417,8 +417,11 @@ class _Lowerer(BlockExpansion):
         if not ok:
             return
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            # a number as written; anything else (a word, a call) described, never its repr
+            number = isinstance(count, (int, float)) and not isinstance(count, bool)
+            shown = count if number else describe(count)
             self.error(
-                "E201", f"repeat needs a non-negative integer count, got {count}", stmt.count.span
+                "E201", f"repeat needs a non-negative integer count, got {shown}", stmt.count.span
             )
             return
         if count > MAX_NODES:
