@@ -78,34 +78,20 @@ def main() -> None:
     args = parser.parse_args()
 
     cases = []  # (label, path, text, statements, limits)
-    for n in (1_000, 5_000, 20_000):
-        limits = NO_STATEMENT_LIMIT if n >= 20_000 else Limits()
-        cases.append((f"`.flow`, {n:,} statements", "s.flow", reverses(n), n + 3, limits))
-    cases.append(
-        (
-            "`.flow`, 20,000 distinct shuffles",
-            "d.flow",
-            shuffles(20_000),
-            20_003,
-            NO_STATEMENT_LIMIT,
-        )
-    )
-    for size, label in ((100_000, "100 KB"), (1_000_000, "1 MB")):
-        text, n = couplings(size)
-        cases.append((f"`.flow`, {label} of couplings", "c.flow", text, n, Limits()))
+    # (syntax, file, N reverses, N distinct shuffles, statements besides the body)
+    syntaxes = [("`.flow`", "s.flow", reverses, shuffles, 3)]
     if not args.no_yaml:
+        syntaxes.append(("YAML", "s.yaml", yaml_reverses, yaml_shuffles, 2))
+    for syntax, path, same, distinct, extra in syntaxes:
         for n in (1_000, 5_000, 20_000):
             limits = NO_STATEMENT_LIMIT if n >= 20_000 else Limits()
-            cases.append((f"YAML, {n:,} statements", "s.yaml", yaml_reverses(n), n + 2, limits))
-        cases.append(
-            (
-                "YAML, 20,000 distinct shuffles",
-                "d.yaml",
-                yaml_shuffles(20_000),
-                20_002,
-                NO_STATEMENT_LIMIT,
-            )
-        )
+            cases.append((f"{syntax}, {n:,} statements", path, same(n), n + extra, limits))
+        label = f"{syntax}, 20,000 distinct shuffles"
+        cases.append((label, path, distinct(20_000), 20_000 + extra, NO_STATEMENT_LIMIT))
+        if syntax == "`.flow`":
+            for size, label in ((100_000, "100 KB"), (1_000_000, "1 MB")):
+                text, n = couplings(size)
+                cases.append((f"`.flow`, {label} of couplings", "c.flow", text, n, Limits()))
 
     # warm the parser's table cache and the lazy imports, as a user's second run has them
     check_once("w.flow", reverses(2), Limits())

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from importlib import resources
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters
-from test_grammar_fuzz import grammar_programs
+from test_grammar_fuzz import GRAMMAR_FAST, grammar_programs
 
 from flowspec.core.spans import Span, span_between
 from flowspec.syntax import dsl
@@ -76,12 +76,7 @@ def assert_same_tokens(text: str) -> None:
     assert _tokens(dsl.tokens, text) == _tokens(REFERENCE.lex, text)
 
 
-FUZZ = settings(
-    max_examples=60,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = settings(GRAMMAR_FAST, max_examples=60)
 
 
 @FUZZ

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import yaml
 from conftest import SPECS
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_grammar_fuzz import GRAMMAR_FAST
 
 from flowspec.core.spans import Source
 from flowspec.driver import Compilation
@@ -144,12 +145,7 @@ def _documents() -> st.SearchStrategy[str]:
     return tree.map(document)
 
 
-FUZZ = settings(
-    max_examples=int(os.environ.get("FLOWSPEC_FUZZ_EXAMPLES", "80")),
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = settings(GRAMMAR_FAST, max_examples=int(os.environ.get("FLOWSPEC_FUZZ_EXAMPLES", "80")))
 
 
 @FUZZ
